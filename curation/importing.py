@@ -1,0 +1,162 @@
+"""Import problem sets from JSONL files or Hugging Face `datasets` folders/files: all or nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.db import transaction
+
+from curation.models import Problem, ProblemSet, Split
+from curation.problems import ProblemFormatError, normalize_record
+
+MAX_LINE_BYTES = 10 * 1024 * 1024
+MAX_REPORTED_ERRORS = 50
+
+
+@dataclass
+class ImportReport:
+    problem_set: str
+    created: int = 0
+    updated: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)  # (line number, why)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"{self.problem_set}: {self.created} created, {self.updated} updated"
+        shown = "\n".join(
+            f"  line {line}: {why}" for line, why in self.errors[:MAX_REPORTED_ERRORS]
+        )
+        more = len(self.errors) - MAX_REPORTED_ERRORS
+        tail = f"\n  ... and {more} more" if more > 0 else ""
+        return f"{self.problem_set}: nothing imported, {len(self.errors)} bad lines:\n{shown}{tail}"
+
+
+def jsonl_records(lines: Iterable[bytes]) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """Yield (line number, record) or (line number, error message) for each non-blank line."""
+    for number, raw in enumerate(lines, start=1):
+        if len(raw) > MAX_LINE_BYTES:
+            yield (
+                number,
+                f"line is {len(raw) / 2**20:.0f} MB, over the {MAX_LINE_BYTES >> 20} MB limit",
+            )
+            continue
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield number, f"invalid UTF-8 at byte {exc.start}"
+            continue
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield number, f"invalid JSON: {exc.msg} (column {exc.colno})"
+            continue
+        yield number, record
+
+
+def dataset_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """Rows of a Hugging Face dataset saved with `save_to_disk`, or a Parquet/Arrow/CSV file."""
+    import datasets
+
+    if path.is_dir():
+        loaded = datasets.load_from_disk(str(path))
+        if isinstance(loaded, datasets.DatasetDict):
+            loaded = datasets.concatenate_datasets(list(loaded.values()))
+    else:
+        builder = {".parquet": "parquet", ".arrow": "arrow", ".csv": "csv"}.get(path.suffix)
+        if builder is None:
+            raise ValueError(f"{path}: expected .jsonl, .parquet, .arrow, .csv or a dataset folder")
+        loaded = datasets.load_dataset(builder, data_files=str(path), split="train")
+    yield from enumerate(loaded, start=1)
+
+
+def file_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    if path.suffix == ".jsonl" or path.suffix == ".json":
+        with path.open("rb") as fh:
+            yield from jsonl_records(fh)
+    else:
+        yield from dataset_records(path)
+
+
+def problem_set_import(
+    *,
+    name: str,
+    records: Iterable[tuple[int, dict[str, Any] | str]],
+    split: str = Split.TRAIN,
+    default_domain: str | None = None,
+    source: str = "",
+    id_field: str | None = None,
+) -> ImportReport:
+    """Validate every record, then write all of them in one transaction, or none.
+
+    The id is the record's own (`id`, `idx`, `question_number`...), or `id_field` when given
+    ("line" numbers the records); a record without one gets its line number. Re-importing the
+    same file updates the problems in place (matched on the id), so an import can be repeated.
+    """
+    report = ImportReport(problem_set=name)
+    specs = []
+    seen: dict[str, int] = {}
+    for number, record in records:
+        if isinstance(record, str):
+            report.errors.append((number, record))
+            continue
+        try:
+            spec = normalize_record(record, default_domain=default_domain)
+        except ProblemFormatError as exc:
+            report.errors.append((number, str(exc)))
+            continue
+        if id_field == "line":
+            spec.external_id = str(number)
+        elif id_field:
+            spec.external_id = str(record.get(id_field, ""))
+        spec.external_id = spec.external_id or str(number)
+        if spec.external_id in seen:
+            why = f"id {spec.external_id!r} repeats line {seen[spec.external_id]}"
+            report.errors.append(
+                (number, f"{why} (choose a unique field with --id-field, or line)")
+            )
+            continue
+        seen[spec.external_id] = number
+        specs.append(spec)
+    if not specs and not report.errors:
+        report.errors.append((0, "the file holds no problems"))
+    if report.errors:
+        return report
+
+    with transaction.atomic():
+        problem_set, _ = ProblemSet.objects.get_or_create(name=name, defaults={"source": source})
+        existing = {p.external_id: p for p in problem_set.problems.all()}
+        to_create, to_update = [], []
+        for spec in specs:
+            fields = {
+                "domain": spec.domain,
+                "split": split,
+                "prompt": spec.prompt,
+                "answer": spec.answer,
+                "choices": spec.choices,
+                "tests": spec.tests,
+                "entry_point": spec.entry_point,
+                "starter_code": spec.starter_code,
+                "metadata": spec.metadata,
+            }
+            if problem := existing.get(spec.external_id):
+                for key, value in fields.items():
+                    setattr(problem, key, value)
+                to_update.append(problem)
+            else:
+                to_create.append(
+                    Problem(problem_set=problem_set, external_id=spec.external_id, **fields)
+                )
+        Problem.objects.bulk_create(to_create, batch_size=1000)
+        Problem.objects.bulk_update(to_update, list(fields), batch_size=1000)
+    report.created, report.updated = len(to_create), len(to_update)
+    return report

@@ -1,0 +1,405 @@
+"""The domain of Hint-RFT: problems, policies, rounds, trajectories, reviews, datasets, SFT jobs.
+
+Business logic lives in `curation.services` and `curation.selectors`; models hold data,
+constraints and reusable query filters.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Domain(models.TextChoices):
+    MATH = "math", "Math"
+    CODE = "code", "Code"
+    SCIENCE = "science", "Science"
+
+
+class Split(models.TextChoices):
+    TRAIN = "train", "Train"
+    TEST = "test", "Test (held out)"
+
+
+class ProblemSet(models.Model):
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    source = models.CharField(max_length=500, blank=True, help_text="Where the problems came from.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Problem(models.Model):
+    problem_set = models.ForeignKey(ProblemSet, on_delete=models.CASCADE, related_name="problems")
+    external_id = models.CharField(max_length=200, help_text="The id in the source file.")
+    domain = models.CharField(max_length=16, choices=Domain.choices)
+    split = models.CharField(max_length=8, choices=Split.choices, default=Split.TRAIN)
+    prompt = models.TextField()
+    answer = models.TextField(blank=True, help_text="Reference answer; a letter for choices.")
+    choices = models.JSONField(default=list, blank=True)
+    tests = models.JSONField(default=list, blank=True)
+    entry_point = models.CharField(max_length=200, blank=True)
+    starter_code = models.TextField(blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["problem_set", "external_id"], name="problem_unique_in_set"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.problem_set.name}/{self.external_id}"
+
+
+class Policy(models.Model):
+    """A model that generates: the base (e.g. QwQ-32B), START-0, START, or the tiny policy."""
+
+    name = models.CharField(max_length=200, unique=True)
+    path = models.CharField(max_length=1000, help_text="Local path or hub id.")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    metrics = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        verbose_name_plural = "policies"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class HintTemplate(models.Model):
+    """A hint phrasing admins can add or rephrase; seeded from `curation.hints`."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    domain = models.CharField(max_length=16, choices=Domain.choices)
+    text = models.TextField(help_text="Must end by opening a ```python block.")
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["domain", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RoundKind(models.TextChoices):
+    SEED = "seed", "Seed (hinted + baseline)"
+    RFT = "rft", "RFT (rejection sampling)"
+    EVAL = "eval", "Evaluation"
+
+
+class RunStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+class Round(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=8, choices=RoundKind.choices)
+    policy = models.ForeignKey(Policy, on_delete=models.PROTECT, related_name="rounds")
+    problem_sets = models.ManyToManyField(ProblemSet, related_name="rounds")
+    split = models.CharField(max_length=8, choices=Split.choices, blank=True, default="")
+    samples_hinted = models.PositiveIntegerField(default=1)
+    samples_plain = models.PositiveIntegerField(default=1, help_text="Baseline samples, no hints.")
+    temperature = models.FloatField(default=0.0)
+    top_p = models.FloatField(default=1.0)
+    max_tokens = models.PositiveIntegerField(default=2048)
+    hint_config = models.JSONField(default=dict, blank=True)
+    tool_config = models.JSONField(
+        default=dict, blank=True, help_text="max_calls, timeout_s, memory_mb, session (notebook)."
+    )
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.DRAFT)
+    total = models.PositiveIntegerField(default=0, help_text="Trajectories planned.")
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [("launch_round", "Can launch and cancel rounds")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+
+class ChunkStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class RoundChunk(models.Model):
+    """A slice of a round's problems, one Celery task: re-running it skips finished trajectories."""
+
+    round = models.ForeignKey(Round, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    problem_ids = models.JSONField(default=list)
+    status = models.CharField(max_length=8, choices=ChunkStatus.choices, default="pending")
+    error = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["round_id", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["round", "index"], name="chunk_unique_in_round")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.round.name} chunk {self.index}"
+
+
+class ReviewStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    SKIPPED = "skipped", "Skipped"
+
+
+class Candidate(models.TextChoices):
+    NONE = "", "Not a candidate"
+    SEED = "d_seed", "D_seed candidate"
+    START = "d_start", "D_START candidate"
+
+
+class TrajectoryQuerySet(models.QuerySet):
+    def candidates(self, kind: str | None = None) -> TrajectoryQuerySet:
+        qs = self.exclude(candidate=Candidate.NONE)
+        return qs.filter(candidate=kind) if kind else qs
+
+    def pending_review(self) -> TrajectoryQuerySet:
+        return self.candidates().filter(review_status=ReviewStatus.PENDING)
+
+    def unclaimed(self, now=None) -> TrajectoryQuerySet:
+        now = now or timezone.now()
+        return self.filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+
+    def approved(self) -> TrajectoryQuerySet:
+        return self.filter(review_status=ReviewStatus.APPROVED)
+
+
+class Trajectory(models.Model):
+    round = models.ForeignKey(Round, on_delete=models.CASCADE, related_name="trajectories")
+    problem = models.ForeignKey(Problem, on_delete=models.PROTECT, related_name="trajectories")
+    hinted = models.BooleanField()
+    sample_index = models.PositiveIntegerField()
+
+    text = models.TextField(help_text="The completion: the one truth for training.")
+    original_text = models.TextField(help_text="As generated, before any human edit.")
+    hints = models.JSONField(default=list, blank=True, help_text="Hint texts the rollout inserted.")
+    finish_reason = models.CharField(max_length=32)
+    error = models.TextField(blank=True)
+    num_tokens = models.PositiveIntegerField(default=0)
+    num_tool_calls = models.PositiveIntegerField(default=0)
+    timings = models.JSONField(default=dict, blank=True)
+
+    is_correct = models.BooleanField(null=True)
+    extracted_answer = models.TextField(blank=True)
+    score_details = models.JSONField(default=dict, blank=True)
+    flag_count = models.PositiveIntegerField(default=0)
+
+    candidate = models.CharField(max_length=8, choices=Candidate.choices, blank=True, default="")
+    review_status = models.CharField(
+        max_length=8, choices=ReviewStatus.choices, default=ReviewStatus.PENDING
+    )
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="claimed_trajectories",
+    )
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="reviewed_trajectories",
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_reason = models.TextField(blank=True)
+
+    version = models.PositiveIntegerField(default=1, help_text="Optimistic lock: +1 per save.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TrajectoryQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name_plural = "trajectories"
+        permissions = [("review_trajectory", "Can claim, approve and reject trajectories")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["round", "problem", "hinted", "sample_index"],
+                name="trajectory_unique_sample",
+            ),
+        ]
+        indexes = [
+            # The review queue: a round's candidates by status, and the flag filter.
+            models.Index(fields=["round", "candidate", "review_status"], name="traj_queue"),
+            models.Index(fields=["candidate", "review_status", "id"], name="traj_queue_all"),
+            models.Index(fields=["round", "review_status", "flag_count"], name="traj_flags"),
+        ]
+
+    def __str__(self) -> str:
+        kind = "hinted" if self.hinted else "plain"
+        return f"{self.round.name}: {self.problem.external_id} {kind} #{self.sample_index}"
+
+
+class Flag(models.Model):
+    """One finding of `curation.checks`, pointing at a character span of the trajectory text."""
+
+    trajectory = models.ForeignKey(Trajectory, on_delete=models.CASCADE, related_name="flags")
+    kind = models.CharField(max_length=32)
+    message = models.TextField()
+    segment_index = models.IntegerField(null=True)
+    start = models.PositiveIntegerField()
+    end = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["trajectory_id", "start"]
+        indexes = [models.Index(fields=["kind", "trajectory"], name="flag_kind")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} @{self.start}-{self.end}"
+
+
+class Revision(models.Model):
+    """Every human edit of a trajectory: nothing is edited without one."""
+
+    trajectory = models.ForeignKey(Trajectory, on_delete=models.CASCADE, related_name="revisions")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    created_at = models.DateTimeField(auto_now_add=True)
+    action = models.CharField(max_length=32)
+    reason = models.TextField(blank=True)
+    before_text = models.TextField()
+    after_text = models.TextField()
+    base_version = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["trajectory_id", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} by {self.author} on #{self.trajectory_id}"
+
+
+class DatasetKind(models.TextChoices):
+    SEED = "d_seed", "D_seed"
+    START = "d_start", "D_START"
+    CUSTOM = "custom", "Custom"
+
+
+class Dataset(models.Model):
+    name = models.SlugField(max_length=100, unique=True)
+    kind = models.CharField(max_length=8, choices=DatasetKind.choices)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DatasetVersion(models.Model):
+    """A frozen snapshot: its items hold the exact training texts; later edits never change it."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField()
+    content_hash = models.CharField(max_length=64)
+    rules = models.JSONField(default=dict, blank=True, help_text="Selection rule parameters.")
+    funnel = models.JSONField(default=list, blank=True, help_text="Counts after each step.")
+    size = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["dataset_id", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "number"], name="version_unique_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dataset.name} v{self.number}"
+
+
+class DatasetItem(models.Model):
+    version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="items")
+    trajectory = models.ForeignKey(Trajectory, on_delete=models.PROTECT, related_name="+")
+    problem = models.ForeignKey(Problem, on_delete=models.PROTECT, related_name="+")
+    prompt = models.TextField()
+    text = models.TextField()
+    mask_spans = models.JSONField(default=list)
+    is_correct = models.BooleanField(null=True)
+
+    class Meta:
+        ordering = ["version_id", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "trajectory"], name="item_unique_member")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} item {self.trajectory_id}"
+
+
+class SFTJob(models.Model):
+    dataset_version = models.ForeignKey(DatasetVersion, on_delete=models.PROTECT, related_name="+")
+    base_policy = models.ForeignKey(Policy, on_delete=models.PROTECT, related_name="sft_jobs")
+    output_name = models.CharField(max_length=200, help_text="Name of the policy it registers.")
+    config = models.JSONField(default=dict, blank=True, help_text="Hyperparameter overrides.")
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.DRAFT)
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    metrics = models.JSONField(default=dict, blank=True, help_text="Latest loss, lr, tokens/s...")
+    history = models.JSONField(default=list, blank=True, help_text="Loss curve points.")
+    log = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    output_policy = models.OneToOneField(
+        Policy, null=True, blank=True, on_delete=models.SET_NULL, related_name="made_by"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "SFT job"
+
+    def __str__(self) -> str:
+        return f"SFT → {self.output_name} ({self.status})"

@@ -1,0 +1,93 @@
+"""Project-wide checks: migrations, deployment settings, lint, the compose file."""
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.django_db
+def test_migrations_are_complete():
+    call_command("makemigrations", "--check", "--dry-run", verbosity=0)
+
+
+def test_production_settings_pass_the_deployment_checks():
+    result = _manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DEBUG="false",
+        SECRET_KEY=secrets.token_urlsafe(64),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_settings_refuse_a_missing_secret_key():
+    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env={**env, "DEBUG": "false"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_unreachable_database_is_named_in_one_line():
+    result = _manage("check_services", DATABASE_URL="postgres://postgres@127.0.0.1:1/nowhere")
+    assert result.returncode != 0
+    assert "DATABASE_URL: cannot connect to 127.0.0.1:1/nowhere" in result.stderr
+
+
+def test_unreachable_broker_is_named_in_one_line():
+    result = _manage("check_services", CELERY_BROKER_URL="redis://:secret@127.0.0.1:1/0")
+    assert result.returncode != 0
+    assert "CELERY_BROKER_URL: cannot connect to redis://@127.0.0.1:1/0" in result.stderr
+    assert "secret" not in result.stderr
+
+
+def test_code_is_ruff_clean():
+    ruff = Path(sys.executable).with_name("ruff")
+    result = subprocess.run([ruff, "check", "."], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_compose_file_is_valid():
+    result = subprocess.run(
+        ["docker-compose", "config", "--quiet"],
+        cwd=ROOT,
+        env={**os.environ, "SECRET_KEY": "k" * 64},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    services = subprocess.run(
+        ["docker-compose", "config", "--services"],
+        cwd=ROOT,
+        env={**os.environ, "SECRET_KEY": "k" * 64},
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert set(services) == {"postgres", "redis", "web", "worker", "train-worker", "vllm"}
