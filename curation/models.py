@@ -131,6 +131,9 @@ class Round(models.Model):
     status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.DRAFT)
     total = models.PositiveIntegerField(default=0, help_text="Trajectories planned.")
     error = models.TextField(blank=True)
+    selection = models.JSONField(
+        default=dict, blank=True, help_text="The last candidate selection: its rules and funnel."
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )

@@ -122,6 +122,7 @@ class Migration(migrations.Migration):
                 ('status', models.CharField(choices=[('draft', 'Draft'), ('queued', 'Queued'), ('running', 'Running'), ('done', 'Done'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='draft', max_length=10)),
                 ('total', models.PositiveIntegerField(default=0, help_text='Trajectories planned.')),
                 ('error', models.TextField(blank=True)),
+                ('selection', models.JSONField(blank=True, default=dict, help_text='The last candidate selection: its rules and funnel.')),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('started_at', models.DateTimeField(blank=True, null=True)),
                 ('finished_at', models.DateTimeField(blank=True, null=True)),
