@@ -16,6 +16,7 @@ from curation.models import (
     DatasetKind,
     DatasetVersion,
     Round,
+    RoundKind,
     Trajectory,
 )
 from curation.prompting import SYSTEM_PROMPT
@@ -69,6 +70,15 @@ def select_start_candidates(*, round: Round, drop_repetitive: bool = True) -> di
     """Propose D_START candidates in an RFT round; stores and returns the rule and its funnel."""
     result = rules.select_start(_samples(round), drop_repetitive=drop_repetitive)
     return _apply(round, result, Candidate.START)
+
+
+def select_candidates(*, round: Round) -> dict | None:
+    """The selection rule of the round's kind (none for eval rounds)."""
+    if round.kind == RoundKind.SEED:
+        return select_seed_candidates(round=round)
+    if round.kind == RoundKind.RFT:
+        return select_start_candidates(round=round)
+    return None
 
 
 def content_hash(items: list[dict]) -> str:

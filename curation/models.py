@@ -390,6 +390,7 @@ class SFTJob(models.Model):
     history = models.JSONField(default=list, blank=True, help_text="Loss curve points.")
     log = models.TextField(blank=True)
     error = models.TextField(blank=True)
+    worker = models.CharField(max_length=200, blank=True, help_text="The worker running it.")
     output_policy = models.OneToOneField(
         Policy, null=True, blank=True, on_delete=models.SET_NULL, related_name="made_by"
     )

@@ -1,4 +1,4 @@
-"""Roles as Django groups: annotators review and edit; curators also freeze datasets and launch work.
+"""Roles as Django groups: annotators review and edit; curators also freeze datasets and launch.
 
 Views check permissions (`user.has_perm("curation.review_trajectory")`), never group names, so an
 admin can grant a single permission to anyone.

@@ -16,12 +16,14 @@ from curation import checks, scoring
 from curation.models import (
     ACTIVE_STATUSES,
     ChunkStatus,
+    DatasetVersion,
     Flag,
+    Policy,
     Problem,
     Round,
     RoundChunk,
-    RoundKind,
     RunStatus,
+    SFTJob,
     Trajectory,
 )
 
@@ -135,9 +137,9 @@ def round_launch(*, round: Round, chunk_size: int) -> Round:
         problem_ids = list(round_problems(round=locked).values_list("id", flat=True))
         if not problem_ids:
             raise ConflictError(f"round {locked.name!r} has no problems to sample")
-        samples = locked.samples_hinted + (
-            locked.samples_plain if locked.kind != RoundKind.RFT else 0
-        )
+        samples = locked.samples_hinted + locked.samples_plain
+        if not samples:
+            raise ConflictError(f"round {locked.name!r} asks for no samples")
         locked.chunks.all().delete()
         chunks = RoundChunk.objects.bulk_create(
             RoundChunk(round=locked, index=i, problem_ids=problem_ids[start : start + chunk_size])
@@ -184,6 +186,21 @@ def round_cancel(*, round: Round) -> Round:
     return locked
 
 
+def round_chunk_started(*, chunk: RoundChunk) -> None:
+    """Mark the chunk and, on its first chunk, the round as running."""
+    RoundChunk.objects.filter(pk=chunk.pk).update(status=ChunkStatus.RUNNING, error="")
+    Round.objects.filter(pk=chunk.round_id, status=RunStatus.QUEUED).update(
+        status=RunStatus.RUNNING
+    )
+
+
+def round_fail(*, round: Round, error: str) -> None:
+    """Fail an active round at once (an unreachable engine): its other chunks stop."""
+    Round.objects.filter(pk=round.pk, status__in=ACTIVE_STATUSES).update(
+        status=RunStatus.FAILED, error=error, finished_at=timezone.now()
+    )
+
+
 def round_chunk_finished(*, chunk: RoundChunk, error: str = "") -> Round:
     """Record a chunk's end and close the round once no chunk is left.
 
@@ -195,10 +212,110 @@ def round_chunk_finished(*, chunk: RoundChunk, error: str = "") -> Round:
             status=ChunkStatus.FAILED if error else ChunkStatus.DONE, error=error
         )
         open_chunks = locked.chunks.exclude(status__in=[ChunkStatus.DONE, ChunkStatus.FAILED])
-        if locked.status in ACTIVE_STATUSES and not open_chunks.exists():
+        if locked.status == RunStatus.FAILED and error:
+            locked.error = locked.error or error
+            locked.save(update_fields=["error"])
+        elif locked.status in ACTIVE_STATUSES and not open_chunks.exists():
             failed = locked.chunks.filter(status=ChunkStatus.FAILED)
             locked.status = RunStatus.FAILED if failed.exists() else RunStatus.DONE
             locked.error = "\n".join(failed.values_list("error", flat=True))
             locked.finished_at = timezone.now()
             locked.save(update_fields=["status", "error", "finished_at"])
     return locked
+
+
+# --- SFT jobs ---------------------------------------------------------------------------------
+
+
+def sft_job_launch(
+    *,
+    dataset_version: DatasetVersion,
+    base_policy: Policy,
+    output_name: str,
+    config: dict[str, Any] | None = None,
+    user=None,
+) -> SFTJob:
+    """Create a queued SFT job and enqueue it on the train queue after commit.
+
+    The output name must be free: the job registers a policy of that name when it succeeds.
+    """
+    from workers import tasks
+
+    if Policy.objects.filter(name=output_name).exists():
+        raise ConflictError(f"a policy named {output_name!r} already exists")
+    if dataset_version.size == 0:
+        raise ConflictError(f"{dataset_version} is empty: nothing to train on")
+    with transaction.atomic():
+        job = SFTJob.objects.create(
+            dataset_version=dataset_version,
+            base_policy=base_policy,
+            output_name=output_name,
+            config=config or {},
+            status=RunStatus.QUEUED,
+            created_by=user,
+        )
+        tasks.run_sft_job.delay_on_commit(job.pk)
+    return job
+
+
+def sft_job_cancel(*, job: SFTJob) -> SFTJob:
+    """Ask a queued or running job to stop; the runner stops after the current step."""
+    SFTJob.objects.filter(pk=job.pk, status__in=ACTIVE_STATUSES).update(
+        status=RunStatus.CANCELLED, finished_at=timezone.now()
+    )
+    job.refresh_from_db()
+    return job
+
+
+def sft_job_started(*, job: SFTJob, worker: str) -> bool:
+    """Claim a queued job for this worker; False when it was cancelled or already taken."""
+    claimed = SFTJob.objects.filter(pk=job.pk, status=RunStatus.QUEUED).update(
+        status=RunStatus.RUNNING, worker=worker, started_at=timezone.now(), error=""
+    )
+    return bool(claimed)
+
+
+def sft_job_progress(*, job: SFTJob, snapshot: dict[str, Any]) -> None:
+    """Record a progress snapshot (step, loss, lr, tokens/s, ETA) and extend the loss curve."""
+    fields = {"metrics": snapshot}
+    if snapshot.get("total_steps"):
+        fields["total_steps"] = snapshot["total_steps"]
+    with transaction.atomic():
+        locked = SFTJob.objects.select_for_update().get(pk=job.pk)
+        history = locked.history
+        step, loss = snapshot.get("step"), snapshot.get("loss")
+        if loss is not None and (not history or history[-1]["step"] != step):
+            history.append({"step": step, "loss": loss, "lr": snapshot.get("learning_rate")})
+        SFTJob.objects.filter(pk=job.pk).update(step=step or 0, history=history, **fields)
+
+
+def sft_job_finish(
+    *, job: SFTJob, status: str, error: str = "", log: str = "", result: dict | None = None
+) -> SFTJob:
+    """End a job; on success register its policy (parent: the base policy) in the same commit."""
+    with transaction.atomic():
+        locked = SFTJob.objects.select_for_update().get(pk=job.pk)
+        if status == RunStatus.DONE:
+            assert result is not None and result.get("output_dir")
+            locked.output_policy = Policy.objects.create(
+                name=locked.output_name,
+                path=result["output_dir"],
+                parent=locked.base_policy,
+                metrics={**result, "dataset_version": str(locked.dataset_version)},
+            )
+            locked.metrics = {**locked.metrics, **result}
+        locked.status = status
+        locked.error = error
+        locked.log = log
+        locked.finished_at = timezone.now()
+        locked.save()
+    return locked
+
+
+def sft_jobs_orphaned(*, worker: str) -> int:
+    """Fail the jobs a restarted worker was running when it died: they never resume silently."""
+    return SFTJob.objects.filter(worker=worker, status=RunStatus.RUNNING).update(
+        status=RunStatus.FAILED,
+        error="the worker stopped during training (killed or crashed); launch the job again",
+        finished_at=timezone.now(),
+    )

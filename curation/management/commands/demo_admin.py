@@ -8,7 +8,7 @@ from curation.roles import CURATOR
 
 
 class Command(BaseCommand):
-    help = "Create or reset the demo's superuser `admin` (a curator) from DJANGO_SUPERUSER_PASSWORD."
+    help = "Create or reset the demo's superuser `admin` from DJANGO_SUPERUSER_PASSWORD."
 
     def handle(self, *args, **options) -> None:
         password = os.environ.get("DJANGO_SUPERUSER_PASSWORD")
