@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from curation import checks, scoring
+from curation.hints import HintConfig
 from curation.models import (
     ACTIVE_STATUSES,
     ChunkStatus,
@@ -20,8 +21,10 @@ from curation.models import (
     Flag,
     Policy,
     Problem,
+    ProblemSet,
     Round,
     RoundChunk,
+    RoundKind,
     RunStatus,
     SFTJob,
     Trajectory,
@@ -112,7 +115,59 @@ def trajectory_score(*, trajectory: Trajectory) -> Trajectory:
     return trajectory
 
 
-# --- Rounds -----------------------------------------------------------------------------------
+# --- Policies and rounds ----------------------------------------------------------------------
+
+# The paper's sampling per round kind: greedy seed rounds with and without hints; RFT samples
+# each problem 16 times at T=0.6, top-p 0.95 without hints; eval rounds one sample.
+ROUND_DEFAULTS: dict[str, dict[str, Any]] = {
+    RoundKind.SEED: {"samples_hinted": 1, "samples_plain": 1, "temperature": 0.0, "top_p": 1.0},
+    RoundKind.RFT: {"samples_hinted": 0, "samples_plain": 16, "temperature": 0.6, "top_p": 0.95},
+    RoundKind.EVAL: {"samples_hinted": 0, "samples_plain": 1, "temperature": 0.0, "top_p": 1.0},
+}
+TOOL_CONFIG_KEYS = {"max_calls", "timeout_s", "memory_mb", "notebook"}
+
+
+def policy_register(*, name: str, path: str, parent: Policy | None = None) -> Policy:
+    """Register a model by path or hub id; registering the same name and path again is a no-op."""
+    policy, created = Policy.objects.get_or_create(
+        name=name, defaults={"path": path, "parent": parent}
+    )
+    if not created and policy.path != path:
+        raise ConflictError(f"policy {name!r} is registered with another path: {policy.path}")
+    return policy
+
+
+def round_create(
+    *,
+    name: str,
+    kind: str,
+    policy: Policy,
+    problem_sets: Iterable[ProblemSet],
+    user=None,
+    **options: Any,
+) -> Round:
+    """Create a draft round with the kind's defaults, validating the hint and tool configs.
+
+    Raises ValueError naming the bad setting.
+    """
+    if kind not in RoundKind.values:
+        raise ValueError(f"kind must be one of {RoundKind.values}, got {kind!r}")
+    settings = {**ROUND_DEFAULTS[kind], **{k: v for k, v in options.items() if v is not None}}
+    HintConfig.from_dict(settings.get("hint_config") or {})
+    unknown_tools = set(settings.get("tool_config") or {}) - TOOL_CONFIG_KEYS
+    if unknown_tools:
+        raise ValueError(
+            f"unknown tool config keys {sorted(unknown_tools)}: {sorted(TOOL_CONFIG_KEYS)}"
+        )
+    problem_sets = list(problem_sets)
+    if not problem_sets:
+        raise ValueError("a round needs at least one problem set")
+    with transaction.atomic():
+        round = Round.objects.create(
+            name=name, kind=kind, policy=policy, created_by=user, **settings
+        )
+        round.problem_sets.set(problem_sets)
+    return round
 
 
 def round_problems(*, round: Round) -> Iterable[Problem]:

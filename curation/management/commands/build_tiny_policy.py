@@ -1,0 +1,17 @@
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = (
+        "Build the project's tiny policy offline (tokenizer, Qwen2-shaped model, SFT on synthetic "
+        "START trajectories), cached by content hash under .cache/tiny-policy/."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--force", action="store_true", help="Rebuild even if cached.")
+
+    def handle(self, *args, force: bool, **options) -> None:
+        from training.tiny_policy import build_tiny_policy
+
+        path = build_tiny_policy(force=force)
+        self.stdout.write(f"tiny policy: {path}")
