@@ -5,19 +5,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from curation import services
+from curation.management.defaults import default_policy
 from curation.models import Policy, ProblemSet, Round, RoundKind, RunStatus
 from curation.selectors import round_progress
-
-
-def default_policy() -> Policy:
-    """DEFAULT_POLICY_PATH when set, else the tiny policy (built if it is not cached yet)."""
-    if settings.DEFAULT_POLICY_PATH:
-        path = settings.DEFAULT_POLICY_PATH
-        return services.policy_register(name=path.rstrip("/").rsplit("/", 1)[-1], path=path)
-    from training.tiny_policy import build_tiny_policy
-
-    path = build_tiny_policy()
-    return services.policy_register(name=f"tiny-{path.name[:8]}", path=str(path))
 
 
 class Command(BaseCommand):

@@ -1,0 +1,184 @@
+"""The whole Hint-RFT loop, driven through the same services a curator uses from the admin.
+
+base ─seed round→ D_seed ─SFT→ START-0 ─RFT round→ D_START ─SFT→ START ─eval rounds→ table
+
+Each stage waits for the workers (rollouts on the rollout queue, SFT on the train queue) by
+polling the database, exactly as the admin's progress pages do. Approval is the annotators' work:
+`approve` decides how it happens (scripted for tests, or waiting for people in the UI).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from curation import datasets, services
+from curation.models import (
+    ACTIVE_STATUSES,
+    Dataset,
+    DatasetKind,
+    DatasetVersion,
+    Policy,
+    ProblemSet,
+    Round,
+    RoundKind,
+    RunStatus,
+    SFTJob,
+    Trajectory,
+)
+from curation.selectors import evaluation_table
+
+Say = Callable[[str], None]
+Approve = Callable[[Round, str], None]
+
+
+class LoopError(RuntimeError):
+    """A stage ended without what the next stage needs; the message says which and why."""
+
+
+@dataclass
+class LoopConfig:
+    name: str  # prefix of every round, dataset and policy the loop creates
+    train_sets: list[ProblemSet]
+    eval_sets: list[ProblemSet]
+    base: Policy
+    rft_samples: int = 4
+    max_tokens: int = 1024
+    sft_config: dict = field(default_factory=lambda: {"num_train_epochs": 3, "learning_rate": 1e-4})
+    start_from_base: bool = True  # the paper fine-tunes the base model on D_START
+    timeout_s: float = 3600
+
+
+@dataclass
+class LoopResult:
+    seed_round: Round
+    d_seed: DatasetVersion
+    start0: Policy
+    rft_round: Round
+    d_start: DatasetVersion
+    start: Policy
+    eval_rounds: list[Round]
+
+    def table(self):
+        return evaluation_table(rounds=self.eval_rounds)
+
+
+def _wait(describe: Callable[[], tuple[bool, str]], *, timeout_s: float, say: Say) -> None:
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while True:
+        finished, line = describe()
+        if line != last:
+            say(line)
+            last = line
+        if finished:
+            return
+        if time.monotonic() > deadline:
+            raise LoopError(f"timed out after {timeout_s:.0f} s: {line}")
+        time.sleep(1)
+
+
+def run_round(cfg: LoopConfig, *, kind: str, policy: Policy, sets, say: Say, **options) -> Round:
+    name = f"{cfg.name}-{kind}-{policy.name}" + ("-hints" if options.get("samples_hinted") else "")
+    round_ = services.round_create(
+        name=name, kind=kind, policy=policy, problem_sets=sets, max_tokens=cfg.max_tokens, **options
+    )
+    services.round_launch(round=round_, chunk_size=settings.ROLLOUT_CHUNK_SIZE)
+
+    def describe() -> tuple[bool, str]:
+        round_.refresh_from_db()
+        done = round_.trajectories.count()
+        return (
+            round_.status not in ACTIVE_STATUSES,
+            f"{name}: {round_.status} {done}/{round_.total}",
+        )
+
+    _wait(describe, timeout_s=cfg.timeout_s, say=say)
+    if round_.status != RunStatus.DONE:
+        raise LoopError(f"round {name} ended {round_.status}: {round_.error}")
+    return round_
+
+
+def freeze(cfg: LoopConfig, *, kind: str, round_: Round, approve: Approve, say: Say):
+    candidates = round_.trajectories.candidates("d_seed" if kind == DatasetKind.SEED else "d_start")
+    if not candidates.exists():
+        funnel = ", ".join(f"{s['step']}: {s['count']}" for s in round_.selection.get("funnel", []))
+        raise LoopError(f"round {round_.name} proposed no candidates ({funnel})")
+    approve(round_, kind)
+    dataset, _ = Dataset.objects.get_or_create(name=f"{cfg.name}-{kind}", defaults={"kind": kind})
+    version = datasets.dataset_version_freeze(dataset=dataset, rounds=[round_])
+    say(f"froze {version}: {version.size} trajectories, hash {version.content_hash[:12]}")
+    return version
+
+
+def train(cfg: LoopConfig, *, version: DatasetVersion, base: Policy, output: str, say: Say):
+    job = services.sft_job_launch(
+        dataset_version=version, base_policy=base, output_name=output, config=cfg.sft_config
+    )
+
+    def describe() -> tuple[bool, str]:
+        job.refresh_from_db()
+        loss = job.metrics.get("loss")
+        loss_text = f", loss {loss:.3f}" if loss is not None else ""
+        line = f"SFT → {output}: {job.status} step {job.step}/{job.total_steps}{loss_text}"
+        return job.status not in ACTIVE_STATUSES, line
+
+    _wait(describe, timeout_s=cfg.timeout_s, say=say)
+    if job.status != RunStatus.DONE:
+        raise LoopError(f"SFT job for {output} ended {job.status}: {job.error}")
+    return SFTJob.objects.get(pk=job.pk).output_policy
+
+
+def run_loop(cfg: LoopConfig, *, approve: Approve, say: Say = print) -> LoopResult:
+    seed = run_round(cfg, kind=RoundKind.SEED, policy=cfg.base, sets=cfg.train_sets, say=say)
+    d_seed = freeze(cfg, kind=DatasetKind.SEED, round_=seed, approve=approve, say=say)
+    start0 = train(cfg, version=d_seed, base=cfg.base, output=f"{cfg.name}-START-0", say=say)
+
+    rft = run_round(
+        cfg,
+        kind=RoundKind.RFT,
+        policy=start0,
+        sets=cfg.train_sets,
+        say=say,
+        samples_plain=cfg.rft_samples,
+    )
+    d_start = freeze(cfg, kind=DatasetKind.START, round_=rft, approve=approve, say=say)
+    start_base = cfg.base if cfg.start_from_base else start0
+    start = train(cfg, version=d_start, base=start_base, output=f"{cfg.name}-START", say=say)
+
+    evals = [
+        run_round(cfg, kind=RoundKind.EVAL, policy=policy, sets=cfg.eval_sets, say=say, **opts)
+        for policy, opts in (
+            (cfg.base, {}),
+            (cfg.base, {"samples_hinted": 1, "samples_plain": 0}),
+            (start0, {}),
+            (start, {}),
+        )
+    ]
+    return LoopResult(seed, d_seed, start0, rft, d_start, start, evals)
+
+
+def approve_all_scripted(round_: Round, kind: str) -> None:
+    """Stand-in for annotators in tests and unattended runs: approve every pending candidate."""
+    from curation.review import trajectory_decide
+
+    for trajectory in round_.trajectories.pending_review():
+        trajectory_decide(trajectory=trajectory, decision="approved", user=None, reason="scripted")
+
+
+def wait_for_annotators(say: Say, *, url: str) -> Approve:
+    """Approval by people: wait until the round's candidates are all reviewed in the UI."""
+
+    def approve(round_: Round, kind: str) -> None:
+        def describe() -> tuple[bool, str]:
+            pending = round_.trajectories.pending_review().count()
+            approved = Trajectory.objects.filter(round=round_).approved().count()
+            line = f"{round_.name}: {pending} candidates to review at {url}, {approved} approved"
+            return pending == 0, line
+
+        _wait(describe, timeout_s=24 * 3600, say=say)
+
+    return approve

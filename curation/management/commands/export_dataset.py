@@ -1,0 +1,48 @@
+import sys
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from curation.exporting import FORMATS, Export
+from curation.models import DatasetVersion
+
+
+class Command(BaseCommand):
+    help = (
+        "Export a frozen dataset version as JSONL (TRL's messages or prompt/completion format) "
+        "or Parquet, streamed in constant memory, to a file or standard output."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("name", help="Dataset name, e.g. d-seed.")
+        parser.add_argument(
+            "--version", dest="number", type=int, help="Version number (default: the latest)."
+        )
+        parser.add_argument("--format", choices=FORMATS, default="messages")
+        parser.add_argument("--output", type=Path, help="File to write (default: standard output).")
+
+    def handle(self, *args, name, number, format, output, **options) -> None:
+        versions = DatasetVersion.objects.filter(dataset__name=name).select_related("dataset")
+        version = (
+            versions.filter(number=number).first()
+            if number
+            else versions.order_by("-number").first()
+        )
+        if version is None:
+            which = f"version {number}" if number else "versions"
+            raise CommandError(f"dataset {name!r} has no {which}")
+        export = Export(version, format)
+        if output is None:
+            for chunk in export.chunks():
+                sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+            return
+        # A regular file appears complete or not at all; a device or pipe is written directly.
+        special = output.exists() and not output.is_file()
+        target = output if special else output.with_name(output.name + ".partial")
+        with target.open("wb") as fh:
+            for chunk in export.chunks():
+                fh.write(chunk)
+        if not special:
+            target.replace(output)
+        self.stderr.write(f"{export.label}: {export.row_count} rows -> {output}")
