@@ -8,6 +8,7 @@ import json
 from django.db import transaction
 from django.db.models import Max
 
+from curation import checks
 from curation import selection as rules
 from curation.models import (
     Candidate,
@@ -15,6 +16,7 @@ from curation.models import (
     DatasetItem,
     DatasetKind,
     DatasetVersion,
+    Flag,
     Round,
     RoundKind,
     Trajectory,
@@ -27,23 +29,23 @@ _CANDIDATE_OF_KIND = {DatasetKind.SEED: Candidate.SEED, DatasetKind.START: Candi
 
 def _samples(round: Round) -> list[rules.Sample]:
     rows = round.trajectories.values_list(
-        "id", "problem_id", "hinted", "is_correct", "num_tool_calls", "text"
+        "id", "problem_id", "hinted", "is_correct", "text", "hints"
     )
     kinds: dict[int, list[str]] = {}
-    for trajectory_id, kind in round.trajectories.values_list("id", "flags__kind"):
-        if kind:
-            kinds.setdefault(trajectory_id, []).append(kind)
+    flags = Flag.objects.filter(trajectory__round=round).exclude(level="info")
+    for trajectory_id, kind in flags.values_list("trajectory_id", "kind"):
+        kinds.setdefault(trajectory_id, []).append(kind)
     return [
         rules.Sample(
             id=id_,
             problem_id=problem_id,
             hinted=hinted,
             correct=correct,
-            tool_calls=tool_calls,
+            clean_tool_calls=checks.tool_calls(text, hints=hints).clean,
             flag_kinds=tuple(kinds.get(id_, ())),
             length=len(text),
         )
-        for id_, problem_id, hinted, correct, tool_calls, text in rows
+        for id_, problem_id, hinted, correct, text, hints in rows
     ]
 
 

@@ -227,7 +227,7 @@ class Trajectory(models.Model):
     is_correct = models.BooleanField(null=True)
     extracted_answer = models.TextField(blank=True)
     score_details = models.JSONField(default=dict, blank=True)
-    flag_count = models.PositiveIntegerField(default=0)
+    flag_count = models.PositiveIntegerField(default=0, help_text="Warnings and errors.")
 
     candidate = models.CharField(max_length=8, choices=Candidate.choices, blank=True, default="")
     review_status = models.CharField(
@@ -284,6 +284,7 @@ class Flag(models.Model):
 
     trajectory = models.ForeignKey(Trajectory, on_delete=models.CASCADE, related_name="flags")
     kind = models.CharField(max_length=32)
+    level = models.CharField(max_length=8, default="warning", help_text="info, warning or error")
     message = models.TextField()
     segment_index = models.IntegerField(null=True)
     start = models.PositiveIntegerField()

@@ -52,6 +52,8 @@ class Problem(Protocol):
 
 
 class Execution(Protocol):
+    """What ``workers.sandbox.run`` returns (its ``error`` attribute is read when present)."""
+
     stdout: str
     stderr: str
     exit_code: int | None
@@ -60,6 +62,9 @@ class Execution(Protocol):
 
 
 Runner = Callable[..., Execution]
+# workers.sandbox.execution.OUTPUT_TRUNCATED, not imported: this module loads without workers.
+_OUTPUT_TRUNCATED = "output truncated"
+_TIME_LIMITS = ("timeout", "cpu time")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,6 +108,9 @@ def answer_phrase(text: str) -> str | None:
     if not matches:
         return None
     rest = matches[-1].group("rest").strip()
+    # "Final Answer: The final answer is $x$": the innermost phrase holds the value.
+    while inner := _PHRASE_RE.search(rest):
+        rest = inner.group("rest").strip()
     inline = re.match(r"\$+([^$]+)\$+", rest)
     if inline:
         return inline.group(1).strip()
@@ -341,19 +349,28 @@ def _clip(text: str) -> str:
 
 
 def _execution_error(execution: Execution) -> str | None:
-    if execution.reason:
-        return execution.reason
+    """Why a run failed, or None. Clipped output of a program that finished is not a failure
+    here: the comparison of its output decides."""
+    error = getattr(execution, "error", None)  # the sandbox's last traceback line
+    if error:
+        return str(error)
     if execution.exit_code not in (0, None):
-        last = execution.stderr.strip().splitlines()[-1:] or [f"exit code {execution.exit_code}"]
-        return last[0]
+        last = execution.stderr.strip().splitlines()[-1:]
+        return execution.reason or (last[0] if last else f"exit code {execution.exit_code}")
+    if execution.reason and execution.reason != _OUTPUT_TRUNCATED:
+        return execution.reason
     return None
 
 
 def _run_stdin_tests(
     program: str, tests: Sequence[Mapping[str, Any]], run: Runner, limits: Any
 ) -> list[dict[str, Any]]:
-    results = []
+    results: list[dict[str, Any]] = []
     for test in tests:
+        if results and results[-1].get("error") in _TIME_LIMITS:
+            # A program that ran out of time once would on every test: keep the round moving.
+            results.append({"type": "stdin", "passed": False, "error": "skipped after a timeout"})
+            continue
         execution = run(program, stdin=test["input"], limits=limits)
         error = _execution_error(execution)
         passed = error is None and _lines(execution.stdout) == _lines(test["output"])

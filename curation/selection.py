@@ -13,9 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
-# Flag kinds (from curation.checks) that disqualify a sample outright.
-REPETITION = "repetition"
-CODE_ERROR = "code_error"
+REPETITION = "repetition"  # the flag kind (curation.checks) that disqualifies a sample
 
 
 @dataclass(frozen=True)
@@ -26,14 +24,9 @@ class Sample:
     problem_id: int
     hinted: bool
     correct: bool | None
-    tool_calls: int
-    flag_kinds: tuple[str, ...]
+    clean_tool_calls: int  # code calls that ran without an error, a limit or a cut
+    flag_kinds: tuple[str, ...]  # warnings and errors; info-level flags (hints) do not count
     length: int
-
-    @property
-    def clean_tool_calls(self) -> int:
-        # checks raise one code_error flag per output block that shows an error.
-        return self.tool_calls - self.flag_kinds.count(CODE_ERROR)
 
     @property
     def repetitive(self) -> bool:

@@ -93,7 +93,7 @@ def trajectory_score(*, trajectory: Trajectory) -> Trajectory:
         trajectory.is_correct = result.correct
         trajectory.extracted_answer = result.answer or ""
         trajectory.score_details = {"reason": result.reason, **result.details}
-        trajectory.flag_count = len(flags)
+        trajectory.flag_count = sum(1 for f in flags if f.level != "info")
         Trajectory.objects.filter(pk=trajectory.pk).update(
             is_correct=trajectory.is_correct,
             extracted_answer=trajectory.extracted_answer,
@@ -105,6 +105,7 @@ def trajectory_score(*, trajectory: Trajectory) -> Trajectory:
             Flag(
                 trajectory=trajectory,
                 kind=f.kind,
+                level=f.level,
                 message=f.message,
                 segment_index=f.segment_index,
                 start=f.start,

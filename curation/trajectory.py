@@ -82,7 +82,7 @@ def _split_block(text: str) -> tuple[str, str, str]:
     return text[: newline + 1], text[newline + 1 : close.start()], text[close.start() :]
 
 
-def _hint_pattern(hint: str) -> str | None:
+def hint_pattern(hint: str) -> str | None:
     """A regex for a hint as inserted: without its trailing code fence, {testcase} a wildcard."""
     prefix = hint.removesuffix(CODE_FENCE)
     if not prefix:
@@ -95,7 +95,7 @@ def _hint_pattern(hint: str) -> str | None:
 def _scanner(hints: tuple[str, ...]) -> re.Pattern[str]:
     # Longer hints first so that a hint that extends another one wins at the same position.
     patterns = [
-        p for p in (_hint_pattern(h) for h in sorted(set(hints), key=len, reverse=True)) if p
+        p for p in (hint_pattern(h) for h in sorted(set(hints), key=len, reverse=True)) if p
     ]
     alternatives = [
         f"(?P<code>{_OPEN_RE['code'].pattern})",

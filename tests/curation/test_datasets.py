@@ -97,7 +97,7 @@ def test_freeze_refuses_an_unchanged_or_empty_set(seed_round):
 def test_start_selection_keeps_one_per_problem():
     round_ = RoundFactory(kind=RoundKind.RFT)
     problem = ProblemFactory()
-    long, short = (
+    _longer, short = (
         TrajectoryFactory(round=round_, problem=problem, is_correct=True, text=TEXT + pad)
         for pad in (" and more words", "")
     )

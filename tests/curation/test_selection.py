@@ -1,24 +1,24 @@
 from curation.selection import Sample, select_seed, select_start
 
 
-def sample(id, problem, *, hinted=True, correct=True, calls=1, flags=(), length=100):
-    return Sample(id, problem, hinted, correct, calls, tuple(flags), length)
+def sample(id, problem, *, hinted=True, correct=True, clean_calls=1, flags=(), length=100):
+    return Sample(id, problem, hinted, correct, clean_calls, tuple(flags), length)
 
 
 def test_seed_keeps_problems_solved_only_with_hints():
     samples = [
         # problem 1: baseline fails, hinted succeeds with a clean call -> candidate
-        sample(1, 1, hinted=False, correct=False, calls=0),
+        sample(1, 1, hinted=False, correct=False, clean_calls=0),
         sample(2, 1),
         # problem 2: baseline already succeeds -> not needed
-        sample(3, 2, hinted=False, correct=True, calls=0),
+        sample(3, 2, hinted=False, correct=True, clean_calls=0),
         sample(4, 2),
         # problem 3: hinted fails too
         sample(5, 3, hinted=False, correct=False),
         sample(6, 3, correct=False),
         # problem 4: hinted correct but its only code call errored
         sample(7, 4, hinted=False, correct=False),
-        sample(8, 4, calls=1, flags=["code_error"]),
+        sample(8, 4, clean_calls=0, flags=["code_error"]),
         # problem 5: correct but repetitive
         sample(9, 5, hinted=False, correct=False),
         sample(10, 5, flags=["repetition"]),

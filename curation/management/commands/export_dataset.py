@@ -13,6 +13,10 @@ class Command(BaseCommand):
         "or Parquet, streamed in constant memory, to a file or standard output."
     )
 
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs):
+        # `--version N` picks the dataset version: it replaces Django's `--version` flag.
+        return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
+
     def add_arguments(self, parser) -> None:
         parser.add_argument("name", help="Dataset name, e.g. d-seed.")
         parser.add_argument(

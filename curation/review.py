@@ -1,0 +1,763 @@
+"""The annotator's work on a trajectory: claim it, fix it, decide on it.
+
+Every writer here takes the trajectory's row lock (`select_for_update`) inside a transaction and,
+where it changes content or review state, checks the caller's `base_version` under that lock: a
+stale save raises `StaleVersionError` ("changed by X at T"), so no update is ever lost. Each text
+change is a `Revision` (before/after, author, base version) and bumps `version`; scoring and checks
+re-run on the new text before the lock is released, so flags and score always match the text.
+Claims (leases) are routing, not content: they neither check nor bump the version.
+"""
+
+from __future__ import annotations
+
+import io
+import keyword
+import re
+import tokenize
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from curation import trajectory as fmt
+from curation.models import Flag, ReviewStatus, Revision, Trajectory
+from curation.services import ConflictError, trajectory_score
+
+CLAIM_LEASE = timedelta(minutes=30)
+
+# The short list offered when rejecting; free text is accepted too.
+REJECT_REASONS = (
+    "Wrong final answer",
+    "Code errors were never fixed",
+    "Placeholder code the annotator cannot repair",
+    "Reasoning is repetitive or degenerate",
+    "Truncated: the trajectory never finishes",
+    "The hint gives the answer away",
+)
+
+# Revisions that record a decision (the text is unchanged) carry this action prefix.
+DECISION_PREFIX = "decide_"
+
+# A rephrased hint is recognised by its text wherever it occurs: a short one would match prose.
+MIN_HINT_CHARS = 20
+
+# Flag kinds whose span the quick fix may replace or delete.
+FIXABLE_KINDS = frozenset({"placeholder"})
+
+
+class StaleVersionError(ConflictError):
+    """The trajectory changed since the caller read it."""
+
+
+class RunFailed(Exception):
+    """The sandbox could not run a cell (not the cell's own error, which becomes its output)."""
+
+
+# --- Reading helpers --------------------------------------------------------------------------
+
+
+def trajectory_segments(trajectory: Trajectory, text: str | None = None) -> list[fmt.Segment]:
+    """The parse of the trajectory's text (or `text`), with the hints its rollout inserted."""
+    return fmt.parse(trajectory.text if text is None else text, hints=trajectory.hints)
+
+
+def trajectory_last_change(*, trajectory: Trajectory) -> tuple[str, datetime]:
+    """Who made the latest change (an edit or a decision: both are revisions) and when."""
+    revision = (
+        Revision.objects.filter(trajectory_id=trajectory.pk)
+        .select_related("author")
+        .order_by("-id")
+        .first()
+    )
+    if revision is None:
+        return "someone", trajectory.updated_at
+    return revision.author.get_username(), revision.created_at
+
+
+def stale_message(trajectory: Trajectory) -> str:
+    """What a user whose page shows an older version is told."""
+    who, at = trajectory_last_change(trajectory=trajectory)
+    when = timezone.localtime(at).strftime("%H:%M:%S %Z").strip()
+    return f"changed by {who} at {when} — reload"
+
+
+def _locked(trajectory: Trajectory | int, base_version: int | None) -> Trajectory:
+    """The row, locked for the rest of the transaction; StaleVersionError if it moved on."""
+    pk = trajectory if isinstance(trajectory, int) else trajectory.pk
+    locked = (
+        Trajectory.objects.select_for_update(of=("self",))
+        .select_related("problem", "round")
+        .get(pk=pk)
+    )
+    if base_version is not None and locked.version != base_version:
+        raise StaleVersionError(stale_message(locked))
+    return locked
+
+
+def _lease_for(trajectory: Trajectory, user, now: datetime, lease: timedelta) -> None:
+    trajectory.claimed_by = user
+    trajectory.claimed_until = now + lease
+
+
+def _claimed_by_other(trajectory: Trajectory, user, now: datetime) -> bool:
+    return (
+        trajectory.claimed_by_id is not None
+        and trajectory.claimed_by_id != user.pk
+        and trajectory.claimed_until is not None
+        and trajectory.claimed_until > now
+    )
+
+
+# --- Claims -----------------------------------------------------------------------------------
+
+
+def trajectory_claim(*, trajectory: Trajectory, user, lease: timedelta = CLAIM_LEASE) -> Trajectory:
+    """Lease the trajectory to `user` (or renew their lease). Takes the row lock.
+
+    A live lease of another annotator is a ConflictError; an expired one is taken over.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        locked = _locked(trajectory, None)
+        if _claimed_by_other(locked, user, now):
+            until = timezone.localtime(locked.claimed_until).strftime("%H:%M")
+            raise ConflictError(f"claimed by {locked.claimed_by} until {until}")
+        _lease_for(locked, user, now, lease)
+        locked.save(update_fields=["claimed_by", "claimed_until"])
+    return locked
+
+
+def trajectory_release(*, trajectory: Trajectory, user) -> Trajectory:
+    """Give up `user`'s lease, if they hold it. Takes the row lock."""
+    with transaction.atomic():
+        locked = _locked(trajectory, None)
+        if locked.claimed_by_id == user.pk:
+            locked.claimed_by = None
+            locked.claimed_until = None
+            locked.save(update_fields=["claimed_by", "claimed_until"])
+    return locked
+
+
+def trajectory_claim_next(
+    *, user, queue: QuerySet[Trajectory], lease: timedelta = CLAIM_LEASE
+) -> Trajectory | None:
+    """Lease the first pending item of the ordered `queue` that nobody else holds.
+
+    The user's own live claim in the queue comes first (they resume it). Otherwise the first
+    unclaimed row is locked with `SKIP LOCKED`, so concurrent callers each get a different item
+    and never wait for one another.
+    """
+    now = timezone.now()
+    pending = queue.filter(review_status=ReviewStatus.PENDING)
+    with transaction.atomic():
+        own = (
+            pending.filter(claimed_by=user, claimed_until__gt=now)
+            .select_for_update(of=("self",), skip_locked=True)
+            .first()
+        )
+        chosen = own or (
+            pending.unclaimed(now).select_for_update(of=("self",), skip_locked=True).first()
+        )
+        if chosen is None:
+            return None
+        _lease_for(chosen, user, now, lease)
+        Trajectory.objects.filter(pk=chosen.pk).update(
+            claimed_by=user, claimed_until=chosen.claimed_until
+        )
+    return chosen
+
+
+# --- Edits ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EditResult:
+    trajectory: Trajectory
+    revision: Revision | None  # None when the edit changed nothing
+
+
+def _save_text(
+    locked: Trajectory,
+    new_text: str,
+    *,
+    author,
+    action: str,
+    reason: str = "",
+    hints: list[str] | None = None,
+) -> EditResult:
+    """Store a new text under the caller's lock: Revision, version bump, re-score.
+
+    An edit reopens a decided trajectory (the decision was about the old text) and renews the
+    editor's lease when nobody else holds one.
+    """
+    if new_text == locked.text and hints is None:
+        return EditResult(locked, None)
+    now = timezone.now()
+    revision = Revision.objects.create(
+        trajectory=locked,
+        author=author,
+        action=action,
+        reason=reason,
+        before_text=locked.text,
+        after_text=new_text,
+        base_version=locked.version,
+    )
+    locked.text = new_text
+    locked.version += 1
+    fields = ["text", "version", "updated_at"]
+    if hints is not None:
+        locked.hints = hints
+        fields.append("hints")
+    if locked.review_status != ReviewStatus.PENDING:
+        locked.review_status = ReviewStatus.PENDING
+        locked.reviewed_by = None
+        locked.reviewed_at = None
+        locked.review_reason = ""
+        fields += ["review_status", "reviewed_by", "reviewed_at", "review_reason"]
+    if not _claimed_by_other(locked, author, now):
+        _lease_for(locked, author, now, CLAIM_LEASE)
+        fields += ["claimed_by", "claimed_until"]
+    locked.save(update_fields=fields)
+    trajectory_score(trajectory=locked)
+    return EditResult(locked, revision)
+
+
+def _segment(segments: Sequence[fmt.Segment], index: int, *kinds: str) -> fmt.Segment:
+    if not 0 <= index < len(segments):
+        raise ValueError(f"there is no segment {index}")
+    segment = segments[index]
+    if kinds and segment.kind not in kinds:
+        raise ValueError(f"segment {index} is {segment.kind}, not {' or '.join(kinds)}")
+    return segment
+
+
+def trajectory_edit_segment(
+    *, trajectory: Trajectory, segment_index: int, text: str, author, base_version: int
+) -> EditResult:
+    """Replace a prose segment (reasoning, answer) or rephrase a hint. Takes the row lock.
+
+    `text` is the segment's whole new text. A rephrased hint is added to the trajectory's hint
+    texts, so that it still parses as a hint (and stays out of the training loss).
+    """
+    with transaction.atomic():
+        locked = _locked(trajectory, base_version)
+        segments = trajectory_segments(locked)
+        segment = _segment(segments, segment_index, "think", "hint", "answer")
+        new_segments = fmt.replace_segment(segments, segment_index, text)
+        new_text = fmt.render(new_segments)
+        hints = None
+        action = "edit_text"
+        if segment.kind == "hint" and text != segment.text:
+            action = "rephrase_hint"
+            if len(text.strip()) < MIN_HINT_CHARS:
+                raise ValueError(
+                    f"a hint needs at least {MIN_HINT_CHARS} characters (delete it instead)"
+                )
+            hints = [*locked.hints, text + fmt.CODE_FENCE]
+            before = sum(s.kind == "hint" for s in segments)
+            after = sum(s.kind == "hint" for s in fmt.parse(new_text, hints=hints))
+            if after != before:
+                raise ValueError("the new hint text also occurs elsewhere: make it more specific")
+        return _save_text(locked, new_text, author=author, action=action, hints=hints)
+
+
+def trajectory_delete_segment(
+    *, trajectory: Trajectory, segment_index: int, author, base_version: int
+) -> EditResult:
+    """Delete one segment; a code cell goes with the output block that follows it. Row lock."""
+    with transaction.atomic():
+        locked = _locked(trajectory, base_version)
+        segments = trajectory_segments(locked)
+        segment = _segment(segments, segment_index)
+        end = segment_index + 1
+        if segment.kind == "code" and end < len(segments) and segments[end].kind == "output":
+            end += 1
+        kept = [*segments[:segment_index], *segments[end:]]
+        action = "delete_hint" if segment.kind == "hint" else f"delete_{segment.kind}"
+        return _save_text(locked, fmt.render(kept), author=author, action=action)
+
+
+# --- Running cells ----------------------------------------------------------------------------
+
+Runner = Callable[..., Any]
+
+
+def _default_runner() -> Runner:
+    from workers import sandbox  # the sandbox lives with the workers; only re-runs reach it
+
+    return sandbox.run
+
+
+def _limits(options: dict[str, Any]) -> Any:
+    from workers.sandbox import Limits
+
+    # The same limits the round's rollout used (workers.rounds.tool_config).
+    timeout = float(options.get("timeout_s", 10))
+    return Limits(
+        wall_s=timeout, cpu_s=timeout, memory_bytes=int(options.get("memory_mb", 1024)) << 20
+    )
+
+
+def _run_cells(
+    locked: Trajectory,
+    segments: list[fmt.Segment],
+    targets: Sequence[int],
+    runner: Runner | None,
+) -> list[fmt.Segment]:
+    """Run the code segments `targets` (in order) and put each one's output block after it.
+
+    In a notebook round the cells share a fresh session, replaying the earlier executed cells
+    first, as the rollout ran them; otherwise each cell runs alone.
+    """
+    own_runner = runner is None
+    runner = runner or _default_runner()
+    options = locked.round.tool_config or {}
+    limits = _limits(options)
+    notebook = bool(options.get("notebook", False))
+    session = f"review-{locked.pk}-{uuid.uuid4().hex}" if notebook else None
+    executed = [
+        i
+        for i, s in enumerate(segments)
+        if s.kind == "code" and i + 1 < len(segments) and segments[i + 1].kind == "output"
+    ]
+    to_run = sorted(set(targets))
+    if notebook:
+        to_run = sorted({i for i in executed if i < to_run[0]} | set(to_run))
+    outputs: dict[int, str] = {}
+    for index in to_run:
+        kwargs = {"limits": limits}
+        if session:
+            kwargs["session"] = session
+        try:
+            execution = runner(segments[index].body, **kwargs)
+        except Exception as exc:  # the sandbox's own failures (unavailable, broken pool)
+            raise RunFailed(f"the sandbox could not run cell code: {exc}") from exc
+        if index in targets:
+            outputs[index] = fmt.output_block(execution.as_output_block_text())
+    if session and own_runner:
+        from workers.sandbox import end_session
+
+        end_session(session)
+    result: list[fmt.Segment] = []
+    for i, segment in enumerate(segments):
+        if i > 0 and segment.kind == "output" and (i - 1) in outputs:
+            continue  # replaced below, right after its cell
+        result.append(segment)
+        if i in outputs:
+            result.append(fmt.Segment("output", outputs[i]))
+    return result
+
+
+def _cells_from(segments: Sequence[fmt.Segment], index: int, following: bool) -> list[int]:
+    """The cell at `index`, and with `following` every later cell that had been executed."""
+    later = [
+        i
+        for i in range(index + 1, len(segments))
+        if segments[i].kind == "code" and i + 1 < len(segments) and segments[i + 1].kind == "output"
+    ]
+    return [index, *later] if following else [index]
+
+
+def trajectory_edit_code(
+    *,
+    trajectory: Trajectory,
+    segment_index: int,
+    code: str,
+    author,
+    base_version: int,
+    rerun: bool = False,
+    runner: Runner | None = None,
+) -> EditResult:
+    """Replace a code cell's body; with `rerun`, run it and replace its output. Row lock.
+
+    The sandbox runs under the lock, so nobody saves over the cell while its output is computed.
+    """
+    with transaction.atomic():
+        locked = _locked(trajectory, base_version)
+        segments = trajectory_segments(locked)
+        _segment(segments, segment_index, "code")
+        segments = fmt.replace_segment(segments, segment_index, code)
+        if rerun:
+            segments = _run_cells(locked, segments, [segment_index], runner)
+        action = "edit_code_run" if rerun else "edit_code"
+        return _save_text(locked, fmt.render(segments), author=author, action=action)
+
+
+def trajectory_rerun_cell(
+    *,
+    trajectory: Trajectory,
+    segment_index: int,
+    author,
+    base_version: int,
+    following: bool = False,
+    runner: Runner | None = None,
+) -> EditResult:
+    """Run a code cell again and replace its output block (with `following`, every later
+    executed cell's too). Takes the row lock for the run."""
+    with transaction.atomic():
+        locked = _locked(trajectory, base_version)
+        segments = trajectory_segments(locked)
+        _segment(segments, segment_index, "code")
+        targets = _cells_from(segments, segment_index, following)
+        segments = _run_cells(locked, segments, targets, runner)
+        action = "rerun_following" if following else "rerun"
+        return _save_text(locked, fmt.render(segments), author=author, action=action)
+
+
+# --- Quick fix of a flagged span --------------------------------------------------------------
+
+
+def _line_bounds(text: str, start: int, end: int) -> tuple[int, int]:
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", max(end - 1, start))
+    return line_start, len(text) if line_end < 0 else line_end + 1
+
+
+def trajectory_fix_span(
+    *,
+    trajectory: Trajectory,
+    start: int,
+    end: int,
+    replacement: str,
+    author,
+    base_version: int,
+    delete_lines: bool = False,
+) -> EditResult:
+    """Replace the text of a flagged placeholder (or delete its whole lines). Row lock.
+
+    Only the span of a current fixable flag may be changed this way; the result must keep the
+    span inside its code cell (no fence lines).
+    """
+    with transaction.atomic():
+        locked = _locked(trajectory, base_version)
+        flagged = Flag.objects.filter(
+            trajectory=locked, start=start, end=end, kind__in=FIXABLE_KINDS
+        ).exists()
+        if not flagged:
+            raise ValueError("no fixable flag at that span (the flags changed: reload)")
+        text = locked.text
+        if delete_lines:
+            start, end = _line_bounds(text, start, end)
+            replacement = ""
+        if "```" in replacement:
+            raise ValueError("a replacement cannot contain a code fence")
+        new_text = text[:start] + replacement + text[end:]
+        action = "fix_delete_lines" if delete_lines else "fix_placeholder"
+        return _save_text(locked, new_text, author=author, action=action)
+
+
+# --- Renaming an identifier across cells ------------------------------------------------------
+
+_FSTRING_PREFIX = re.compile(r"^([rRbBuUfF]*)('''|\"\"\"|'|\")")
+
+
+@dataclass(frozen=True)
+class LineChange:
+    line: int  # 1-based, in the cell
+    before: str
+    after: str
+    before_columns: tuple[tuple[int, int], ...]  # the old name's spans in `before`
+    columns: tuple[tuple[int, int], ...]  # the new name's spans in `after`
+
+
+@dataclass
+class CellRename:
+    segment_index: int
+    cell_number: int  # 1-based, as the page numbers cells
+    body: str
+    spans: list[tuple[int, int]] = field(default_factory=list)  # in the body
+    text_mentions: list[tuple[int, int]] = field(default_factory=list)  # strings, comments
+    error: str = ""
+
+
+@dataclass
+class RenamePlan:
+    """Where `old` becomes `new`: identifier tokens in every code cell.
+
+    Strings and comments are left alone unless `in_text` (then whole-word mentions there change
+    too); f-string replacement fields are code, so names in them are renamed.
+    """
+
+    old: str
+    new: str
+    in_text: bool
+    cells: list[CellRename]
+
+    @property
+    def count(self) -> int:
+        return sum(len(self._spans(c)) for c in self.cells)
+
+    @property
+    def skipped_mentions(self) -> int:
+        return 0 if self.in_text else sum(len(c.text_mentions) for c in self.cells)
+
+    @property
+    def new_name_in_use(self) -> list[int]:
+        """Cell numbers where `new` already appears as an identifier (the rename merges names)."""
+        return [c.cell_number for c in self.cells if _name_spans(c.body, self.new)[0]]
+
+    def _spans(self, cell: CellRename) -> list[tuple[int, int]]:
+        return sorted(cell.spans + (cell.text_mentions if self.in_text else []))
+
+    def renamed_body(self, cell: CellRename) -> str:
+        body = cell.body
+        for start, end in reversed(self._spans(cell)):
+            body = body[:start] + self.new + body[end:]
+        return body
+
+    def line_changes(self, cell: CellRename) -> list[LineChange]:
+        """Each changed line of the cell, before and after, with the renamed columns."""
+        spans = self._spans(cell)
+        changes = []
+        offset = 0
+        for number, line in enumerate(cell.body.split("\n"), start=1):
+            line_end = offset + len(line)
+            here = [(s - offset, e - offset) for s, e in spans if offset <= s < line_end]
+            if here:
+                after, columns, shift = line, [], 0
+                for s, e in here:
+                    after = after[: s + shift] + self.new + after[e + shift :]
+                    columns.append((s + shift, s + shift + len(self.new)))
+                    shift += len(self.new) - (e - s)
+                changes.append(LineChange(number, line, after, tuple(here), tuple(columns)))
+            offset = line_end + 1
+        return changes
+
+    def apply(self, segments: Sequence[fmt.Segment]) -> list[fmt.Segment]:
+        result = list(segments)
+        for cell in self.cells:
+            if self._spans(cell):
+                result = fmt.replace_segment(result, cell.segment_index, self.renamed_body(cell))
+        return result
+
+
+def _word_spans(text: str, name: str, base: int) -> list[tuple[int, int]]:
+    pattern = re.compile(rf"(?<![\w]){re.escape(name)}(?![\w])")
+    return [(base + m.start(), base + m.end()) for m in pattern.finditer(text)]
+
+
+def _fstring_fields(token: str) -> list[tuple[int, str]]:
+    """(offset, expression) of each replacement field of an f-string token, nested ones too."""
+    match = _FSTRING_PREFIX.match(token)
+    if not match or "f" not in match.group(1).lower():
+        return []
+    body_start = match.end()
+    body_end = len(token) - len(match.group(2))
+    fields: list[tuple[int, str]] = []
+    i = body_start
+    while i < body_end:
+        if token.startswith("{{", i):
+            i += 2
+            continue
+        if token[i] != "{":
+            i += 1
+            continue
+        depth, j, quote = 1, i + 1, ""
+        expression_end = None
+        while j < body_end and depth:
+            char = token[j]
+            if quote:
+                quote = "" if char == quote else quote
+            elif char in "'\"":
+                quote = char
+            elif char in "([{":
+                depth += 1
+            elif char in ")]}":
+                depth -= 1
+            elif (
+                char in "!:"
+                and depth == 1
+                and expression_end is None
+                and not token.startswith("!=", j)
+            ):
+                expression_end = j
+            j += 1
+        close = j - 1
+        expression_end = close if expression_end is None else expression_end
+        fields.append((i + 1, token[i + 1 : expression_end]))
+        # A format spec may hold nested fields ("{x:{width}}").
+        spec = token[expression_end:close]
+        fields += [
+            (expression_end + 1 + k.start(1), k.group(1))
+            for k in re.finditer(r"\{([^{}]*)\}", spec[1:])
+        ]
+        i = j
+    return fields
+
+
+def _name_spans(code: str, name: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]], str]:
+    """(identifier spans, whole-word mentions in strings and comments, tokenizer error)."""
+    line_starts = [0]
+    for m in re.finditer("\n", code):
+        line_starts.append(m.end())
+
+    def offset(position: tuple[int, int]) -> int:
+        return line_starts[position[0] - 1] + position[1]
+
+    names: list[tuple[int, int]] = []
+    mentions: list[tuple[int, int]] = []
+    error = ""
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(code).readline):
+            start = offset(token.start) if token.start[0] <= len(line_starts) else len(code)
+            if token.type == tokenize.NAME and token.string == name:
+                names.append((start, start + len(name)))
+            elif token.type == tokenize.STRING:
+                fields = _fstring_fields(token.string)
+                covered = []
+                for field_offset, expression in fields:
+                    inner, _, _ = _name_spans(expression, name)
+                    at = start + field_offset
+                    names += [(at + s, at + e) for s, e in inner]
+                    covered.append((field_offset, field_offset + len(expression)))
+                for s, e in _word_spans(token.string, name, 0):
+                    if not any(a <= s < b for a, b in covered):
+                        mentions.append((start + s, start + e))
+            elif token.type == tokenize.COMMENT:
+                mentions += _word_spans(token.string, name, start)
+    except (tokenize.TokenError, IndentationError, SyntaxError) as exc:
+        error = f"could not read all of it ({type(exc).__name__}): the rest is unchanged"
+    return names, mentions, error
+
+
+def _check_identifier(name: str, what: str) -> None:
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise ValueError(f"{what} {name!r} is not a Python identifier")
+
+
+def rename_plan(
+    *, segments: Sequence[fmt.Segment], old: str, new: str, in_text: bool = False
+) -> RenamePlan:
+    """The preview of renaming `old` to `new` in every code cell (pure: nothing is saved)."""
+    old, new = old.strip(), new.strip()
+    _check_identifier(old, "the old name")
+    _check_identifier(new, "the new name")
+    if old == new:
+        raise ValueError("the old and the new name are the same")
+    cells = []
+    number = 0
+    for index, segment in enumerate(segments):
+        if segment.kind != "code":
+            continue
+        number += 1
+        names, mentions, error = _name_spans(segment.body, old)
+        cells.append(CellRename(index, number, segment.body, names, mentions, error))
+    touched = [c for c in cells if c.spans or c.text_mentions or c.error]
+    plan = RenamePlan(old, new, in_text, touched)
+    if not plan.count:
+        raise ValueError(f"{old!r} does not occur as an identifier in any code cell")
+    return plan
+
+
+def trajectory_rename_identifier(
+    *, trajectory: Trajectory, old: str, new: str, author, base_version: int, in_text: bool = False
+) -> EditResult:
+    """Rename an identifier in every code cell, as `rename_plan` previews it. Row lock.
+
+    The plan is recomputed on the locked text; the version check guarantees it is the text the
+    preview was made from.
+    """
+    with transaction.atomic():
+        locked = _locked(trajectory, base_version)
+        segments = trajectory_segments(locked)
+        plan = rename_plan(segments=segments, old=old, new=new, in_text=in_text)
+        reason = f"{plan.old} → {plan.new} ({plan.count} places)"
+        return _save_text(
+            locked, fmt.render(plan.apply(segments)), author=author, action="rename", reason=reason
+        )
+
+
+# --- Undo -------------------------------------------------------------------------------------
+
+
+def undoable_revision(*, trajectory: Trajectory) -> Revision | None:
+    """The revision an undo would revert: the latest one not already undone.
+
+    Undos stack: each "undo" revision cancels the newest earlier revision not yet cancelled.
+    Decisions are not undone (reopen instead).
+    """
+    pending_undos = 0
+    revisions = Revision.objects.filter(trajectory_id=trajectory.pk).exclude(
+        action__startswith=DECISION_PREFIX
+    )
+    for pk, action in revisions.order_by("-id").values_list("id", "action"):
+        if action == "undo":
+            pending_undos += 1
+        elif pending_undos:
+            pending_undos -= 1
+        else:
+            return Revision.objects.select_related("author").get(pk=pk)
+    return None
+
+
+def trajectory_undo(*, trajectory: Trajectory, author, base_version: int) -> EditResult:
+    """Revert the last change that is not undone yet (an undo is itself a revision). Row lock."""
+    with transaction.atomic():
+        locked = _locked(trajectory, base_version)
+        target = undoable_revision(trajectory=locked)
+        if target is None:
+            raise ValueError("nothing to undo")
+        if target.after_text != locked.text:
+            raise ConflictError("the text changed without a revision; undo is not safe — reload")
+        reason = f"undo {target.action} by {target.author} (revision {target.pk})"
+        return _save_text(locked, target.before_text, author=author, action="undo", reason=reason)
+
+
+# --- Decisions --------------------------------------------------------------------------------
+
+
+def trajectory_decide(
+    *, trajectory: Trajectory, decision: str, user, base_version: int, reason: str = ""
+) -> Trajectory:
+    """Approve, reject (a reason is required), skip, or reopen (back to pending). Row lock.
+
+    The decision is about the text the user saw, hence the version check. It is recorded as a
+    revision with the text unchanged (undo passes over it), bumps the version and releases the
+    claim; reopening claims the trajectory for the user instead.
+    """
+    if decision not in ReviewStatus.values:
+        raise ValueError(f"unknown decision {decision!r}")
+    reason = reason.strip()
+    if decision == ReviewStatus.REJECTED and not reason:
+        raise ValueError("a rejection needs a reason")
+    now = timezone.now()
+    with transaction.atomic():
+        locked = _locked(trajectory, base_version)
+        reopening = decision == ReviewStatus.PENDING
+        Revision.objects.create(
+            trajectory=locked,
+            author=user,
+            action=DECISION_PREFIX + decision,
+            reason=reason,
+            before_text=locked.text,
+            after_text=locked.text,
+            base_version=locked.version,
+        )
+        locked.review_status = decision
+        locked.reviewed_by = None if reopening else user
+        locked.reviewed_at = None if reopening else now
+        locked.review_reason = "" if reopening else reason
+        if reopening:
+            _lease_for(locked, user, now, CLAIM_LEASE)
+        else:
+            locked.claimed_by = None
+            locked.claimed_until = None
+        locked.version += 1
+        locked.save(
+            update_fields=[
+                "review_status",
+                "reviewed_by",
+                "reviewed_at",
+                "review_reason",
+                "claimed_by",
+                "claimed_until",
+                "version",
+                "updated_at",
+            ]
+        )
+    return locked
