@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 
@@ -272,6 +272,11 @@ class Trajectory(models.Model):
             models.Index(fields=["round", "candidate", "review_status"], name="traj_queue"),
             models.Index(fields=["candidate", "review_status", "id"], name="traj_queue_all"),
             models.Index(fields=["round", "review_status", "flag_count"], name="traj_flags"),
+            # Queue sorts: most flags first; shortest / longest (ties broken by id).
+            models.Index(
+                F("review_status"), F("flag_count").desc(), F("id"), name="traj_status_flags"
+            ),
+            models.Index(fields=["review_status", "num_tokens", "id"], name="traj_status_length"),
         ]
 
     def __str__(self) -> str:

@@ -5,7 +5,9 @@ where it changes content or review state, checks the caller's `base_version` und
 stale save raises `StaleVersionError` ("changed by X at T"), so no update is ever lost. Each text
 change is a `Revision` (before/after, author, base version) and bumps `version`; scoring and checks
 re-run on the new text before the lock is released, so flags and score always match the text.
-Claims (leases) are routing, not content: they neither check nor bump the version.
+Claims (leases) are routing, not content: they neither check nor bump the version. Editing does
+not need the claim (the version check keeps concurrent edits safe); it claims a free item for
+its author, so that "next" sends the others elsewhere.
 """
 
 from __future__ import annotations
@@ -293,16 +295,6 @@ def _default_runner() -> Runner:
     return sandbox.run
 
 
-def _limits(options: dict[str, Any]) -> Any:
-    from workers.sandbox import Limits
-
-    # The same limits the round's rollout used (workers.rounds.tool_config).
-    timeout = float(options.get("timeout_s", 10))
-    return Limits(
-        wall_s=timeout, cpu_s=timeout, memory_bytes=int(options.get("memory_mb", 1024)) << 20
-    )
-
-
 def _run_cells(
     locked: Trajectory,
     segments: list[fmt.Segment],
@@ -317,7 +309,9 @@ def _run_cells(
     own_runner = runner is None
     runner = runner or _default_runner()
     options = locked.round.tool_config or {}
-    limits = _limits(options)
+    from workers.sandbox import Limits
+
+    limits = Limits.from_tool_config(options)  # the limits the round's rollout used
     notebook = bool(options.get("notebook", False))
     session = f"review-{locked.pk}-{uuid.uuid4().hex}" if notebook else None
     executed = [
@@ -487,6 +481,7 @@ class RenamePlan:
     new: str
     in_text: bool
     cells: list[CellRename]
+    new_name_in_use: list[int]  # cells where `new` is already an identifier: the names merge
 
     @property
     def count(self) -> int:
@@ -495,11 +490,6 @@ class RenamePlan:
     @property
     def skipped_mentions(self) -> int:
         return 0 if self.in_text else sum(len(c.text_mentions) for c in self.cells)
-
-    @property
-    def new_name_in_use(self) -> list[int]:
-        """Cell numbers where `new` already appears as an identifier (the rename merges names)."""
-        return [c.cell_number for c in self.cells if _name_spans(c.body, self.new)[0]]
 
     def _spans(self, cell: CellRename) -> list[tuple[int, int]]:
         return sorted(cell.spans + (cell.text_mentions if self.in_text else []))
@@ -640,6 +630,7 @@ def rename_plan(
     if old == new:
         raise ValueError("the old and the new name are the same")
     cells = []
+    in_use: list[int] = []
     number = 0
     for index, segment in enumerate(segments):
         if segment.kind != "code":
@@ -647,8 +638,10 @@ def rename_plan(
         number += 1
         names, mentions, error = _name_spans(segment.body, old)
         cells.append(CellRename(index, number, segment.body, names, mentions, error))
+        if _name_spans(segment.body, new)[0]:
+            in_use.append(number)
     touched = [c for c in cells if c.spans or c.text_mentions or c.error]
-    plan = RenamePlan(old, new, in_text, touched)
+    plan = RenamePlan(old, new, in_text, touched, in_use)
     if not plan.count:
         raise ValueError(f"{old!r} does not occur as an identifier in any code cell")
     return plan

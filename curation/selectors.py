@@ -7,6 +7,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -92,9 +93,11 @@ QUEUE_SORTS: dict[str, tuple[str, ...]] = {
     "newest": ("-id",),
     "flags": ("-flag_count", "id"),
     "shortest": ("num_tokens", "id"),
-    "longest": ("-num_tokens", "id"),
+    "longest": ("-num_tokens", "-id"),
 }
 CORRECTNESS: dict[str, bool | None] = {"yes": True, "no": False, "unknown": None}
+# Flags that inform rather than warn (where a hint went): not a reason to look, not a filter.
+INFO_FLAG_KINDS = ("hint",)
 # The facets counted from one grouped query, and the column each one groups by.
 _CUBE = {
     "round": "round_id",
@@ -176,14 +179,27 @@ def queue_facets(*, filters: QueueFilters) -> QueueFacets:
         for facet in _CUBE:
             if not misses or misses == [facet]:
                 counts[facet][values[facet]] += row["n"]
-    flagged = queue_trajectories(filters=filters, without=("flag",)).order_by().values("pk")
-    counts["flag"] = dict(
-        Flag.objects.filter(trajectory_id__in=flagged)
-        .order_by()
-        .values_list("kind")
-        .annotate(n=Count("trajectory_id", distinct=True))
-    )
+    counts["flag"] = _flag_kind_counts(queue_trajectories(filters=filters, without=("flag",)))
     return QueueFacets(total, {facet: dict(values) for facet, values in counts.items()})
+
+
+def _flag_kind_counts(trajectories: TrajectoryQuerySet) -> dict[str, int]:
+    """Trajectories per flag kind. Raw SQL for a hashed DISTINCT: the ORM's COUNT(DISTINCT)
+    makes Postgres sort every (kind, trajectory) pair, twice as slow on 100k rows."""
+    inner, params = trajectories.order_by().values("pk").query.sql_with_params()
+    table = Flag._meta.db_table
+    skipped = ", ".join(["%s"] * len(INFO_FLAG_KINDS))
+    sql = (
+        f"SELECT kind, COUNT(*) FROM (SELECT DISTINCT kind, trajectory_id FROM {table} "
+        f"WHERE trajectory_id IN ({inner}) AND kind NOT IN ({skipped})) AS pairs GROUP BY kind"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *INFO_FLAG_KINDS])
+        return dict(cursor.fetchall())
+
+
+def queue_count(*, filters: QueueFilters) -> int:
+    return queue_trajectories(filters=filters).order_by().count()
 
 
 def queue_neighbors(

@@ -55,11 +55,7 @@ def engine_config(round: Round) -> EngineConfig:
 
 def tool_config(round: Round) -> ToolConfig:
     options = round.tool_config
-    limits = sandbox.Limits(
-        wall_s=float(options.get("timeout_s", 10)),
-        cpu_s=float(options.get("timeout_s", 10)),
-        memory_bytes=int(options.get("memory_mb", 1024)) << 20,
-    )
+    limits = sandbox.Limits.from_tool_config(options)
     return ToolConfig(
         runner=functools.partial(sandbox.arun, limits=limits),
         max_calls=int(options.get("max_calls", 6)),

@@ -39,6 +39,13 @@ class Limits:
     output_bytes: int = 64 << 10
     output_read_bytes: int = 8 << 20
 
+    @classmethod
+    def from_tool_config(cls, options: dict) -> Limits:
+        """A round's `tool_config` (timeout_s, memory_mb): rollouts and re-runs use the same."""
+        timeout = float(options.get("timeout_s", cls.wall_s))
+        memory = int(options.get("memory_mb", cls.memory_bytes >> 20)) << 20
+        return cls(wall_s=timeout, cpu_s=timeout, memory_bytes=memory)
+
 
 @dataclass(frozen=True)
 class Execution:

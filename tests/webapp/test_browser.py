@@ -1,0 +1,162 @@
+"""The workbench in a real browser (Playwright driving Debian's Chromium) against live_server:
+what only a browser shows — htmx swaps, the editor's keys, shortcuts, conflicts, inert XSS."""
+
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from curation import review
+from curation.models import ReviewStatus, Trajectory
+from tests.webapp import workbench_data as data
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / ".artifacts"
+
+
+def open_page(browser, live_server, username):
+    """A fresh context logged in through the login form; console errors are collected."""
+    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+    page = context.new_page()
+    page.console_errors = []
+    page.on("console", lambda m: page.console_errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: page.console_errors.append(str(e)))
+    page.goto(f"{live_server.url}/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", data.PASSWORD)
+    page.click("form button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+    return page
+
+
+def cell_index(trajectory, number):
+    kinds = [s.kind for s in review.trajectory_segments(trajectory)]
+    return [i for i, k in enumerate(kinds) if k == "code"][number - 1]
+
+
+def fresh(trajectory):
+    return Trajectory.objects.get(pk=trajectory.pk)
+
+
+def test_review_a_trajectory_from_claim_to_approval(browser, live_server):
+    ann = data.annotator("ann")
+    first, second = data.candidate(), data.candidate()
+    page = open_page(browser, live_server, "ann")
+
+    # The queue, then "n" claims the first unclaimed item and opens it.
+    expect(page.locator("h1")).to_contain_text("2 items")
+    page.keyboard.press("n")
+    page.wait_for_url(re.compile(rf"/t/{first.pk}/"))
+    assert fresh(first).claimed_by == ann
+    expect(page.locator("#t-header")).to_contain_text("Claimed by you")
+
+    # Edit cell 1 in the editor: Enter keeps the indentation (and adds one after a colon).
+    index = cell_index(first, 1)
+    page.click(f"#seg-{index} .seg-actions >> text=Edit")
+    editor = page.locator(f"#seg-{index} textarea")
+    expect(editor).to_be_focused()
+    editor.fill("for i in range(3):")
+    editor.press("End")
+    editor.press("Enter")
+    page.keyboard.type("print(i * 2)")
+    assert editor.input_value() == "for i in range(3):\n    print(i * 2)"
+    editor.press("Shift+Tab")  # dedents the line; Tab at its start indents it back
+    assert editor.input_value() == "for i in range(3):\nprint(i * 2)"
+    editor.press("Home")
+    editor.press("Tab")
+    assert editor.input_value() == "for i in range(3):\n    print(i * 2)"
+    # Ctrl+Enter saves and runs it in the sandbox: the output block shows the real output.
+    editor.press("Control+Enter")
+    expect(page.locator(f"#seg-{index + 1} .output")).to_have_text("0\n2\n4")
+    expect(page.locator("#version")).to_have_attribute("data-version", "2")
+    stored = fresh(first)
+    assert "for i in range(3):\n    print(i * 2)\n```\n```output\n0\n2\n4\n```" in stored.text
+    assert stored.revisions.get().action == "edit_code_run"
+
+    # Rename an identifier: preview every place, then apply.
+    page.keyboard.press("i")
+    page.keyboard.type("totl_sum")
+    page.fill(".rename-form input[name=new]", "total_sum")
+    page.click(".rename-form button[type=submit]")
+    expect(page.locator("#panel")).to_contain_text("3 places in 1 cell")
+    page.click("#rename-apply")
+    expect(page.locator("#panel")).to_be_empty()
+    expect(page.locator("#version")).to_have_attribute("data-version", "3")
+    stored = fresh(first)
+    assert "totl_sum = 0" not in stored.text and "total_sum += i * i" in stored.text
+    expect(page.locator("#history")).to_contain_text("rename")
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "trajectory-page.png"), full_page=True)
+
+    # "?" opens the help overlay; Escape closes it.
+    page.keyboard.press("?")
+    expect(page.locator("#help")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.locator("#help")).to_be_hidden()
+
+    # "a" approves and goes on to the next unclaimed item.
+    page.keyboard.press("a")
+    page.wait_for_url(re.compile(rf"/t/{second.pk}/"))
+    stored = fresh(first)
+    assert (stored.review_status, stored.reviewed_by, stored.claimed_by) == ("approved", ann, None)
+    assert fresh(second).claimed_by == ann
+    assert page.console_errors == []
+
+
+def test_two_annotators_editing_at_once_one_gets_the_conflict(browser, live_server):
+    data.annotator("ann")
+    data.annotator("bob")
+    trajectory = data.candidate()
+    index = cell_index(trajectory, 1)
+    url = f"{live_server.url}/t/{trajectory.pk}/"
+    ann_page, bob_page = (
+        open_page(browser, live_server, "ann"),
+        open_page(browser, live_server, "bob"),
+    )
+    for page in (ann_page, bob_page):
+        page.goto(url)
+        page.click(f"#seg-{index} .seg-actions >> text=Edit")
+
+    ann_page.locator(f"#seg-{index} textarea").fill("print('ann was here')")
+    ann_page.click(f"#seg-{index} [data-editor-save]")
+    expect(ann_page.locator(f"#seg-{index} .code")).to_contain_text("ann was here")
+
+    bob_page.locator(f"#seg-{index} textarea").fill("print('bob was here')")
+    bob_page.click(f"#seg-{index} [data-editor-save]")
+    alert = bob_page.locator("#alerts .alert-error")
+    expect(alert).to_contain_text(re.compile(r"changed by ann at \d\d:\d\d:\d\d .*reload"))
+    expect(bob_page.locator(f"#seg-{index} textarea")).to_have_value("print('bob was here')")
+
+    stored = fresh(trajectory)
+    assert "ann was here" in stored.text and "bob was here" not in stored.text
+    assert stored.version == 2
+    # Reloading shows ann's change; bob's next save goes through.
+    alert.locator(".reload").click()
+    expect(bob_page.locator(f"#seg-{index} .code")).to_contain_text("ann was here")
+    bob_page.keyboard.press("Shift+A")
+    expect(bob_page.locator("#t-header")).to_contain_text("Approved")
+    assert fresh(trajectory).review_status == ReviewStatus.APPROVED
+
+
+def test_a_trajectory_full_of_markup_stays_inert(browser, live_server):
+    data.annotator("ann")
+    trajectory = data.candidate(data.XSS_TEXT, hints=[])
+    page = open_page(browser, live_server, "ann")
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(f"{live_server.url}/t/{trajectory.pk}/")
+    expect(page.locator("#seg-0")).to_contain_text("<script>window.__xss = 1")
+    expect(page.locator("#seg-0")).to_contain_text('<img src=x onerror="window.__xss = 2')
+    page.hover("#seg-0 .prose")
+    page.click(f"#seg-{cell_index(trajectory, 1)} .seg-actions >> text=Edit")
+    expect(page.locator("textarea")).to_have_value(re.compile(r"<script>alert\(4\)</script>"))
+    page.keyboard.press("Escape")
+    page.keyboard.press("d")
+    expect(page.locator("#panel")).to_contain_text("No differences")
+    assert page.evaluate("window.__xss") is None
+    assert page.locator("#segments script, #segments img, #segments svg").count() == 0
+    assert page.locator('#segments a[href^="javascript:"]').count() == 0
+    assert dialogs == []
