@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 
 from curation import datasets, services
 from curation.models import (
@@ -23,12 +24,14 @@ from curation.models import (
     DatasetVersion,
     Policy,
     ProblemSet,
+    ReviewStatus,
     Round,
     RoundKind,
     RunStatus,
     SFTJob,
     Trajectory,
 )
+from curation.review import trajectory_decide
 from curation.selectors import evaluation_table
 
 Say = Callable[[str], None]
@@ -161,12 +164,26 @@ def run_loop(cfg: LoopConfig, *, approve: Approve, say: Say = print) -> LoopResu
     return LoopResult(seed, d_seed, start0, rft, d_start, start, evals)
 
 
-def approve_all_scripted(round_: Round, kind: str) -> None:
-    """Stand-in for annotators in tests and unattended runs: approve every pending candidate."""
-    from curation.review import trajectory_decide
+SCRIPT_USER = "hint-rft-loop"
 
+
+def approve_all_scripted(round_: Round, kind: str) -> None:
+    """Stand-in for annotators in tests and unattended runs: approve every pending candidate.
+
+    Decisions are revisions like any annotator's, authored by a user that cannot log in.
+    """
+    user, created = get_user_model().objects.get_or_create(username=SCRIPT_USER)
+    if created:
+        user.set_unusable_password()
+        user.save()
     for trajectory in round_.trajectories.pending_review():
-        trajectory_decide(trajectory=trajectory, decision="approved", user=None, reason="scripted")
+        trajectory_decide(
+            trajectory=trajectory,
+            decision=ReviewStatus.APPROVED,
+            user=user,
+            base_version=trajectory.version,
+            reason="approved by the scripted loop",
+        )
 
 
 def wait_for_annotators(say: Say, *, url: str) -> Approve:
