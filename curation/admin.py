@@ -1,12 +1,142 @@
-from django.contrib import admin
+"""The curators' admin: import problems, create and launch rounds and watch them run, curate and
+freeze datasets, launch SFT jobs and follow their loss, see where each policy came from.
 
-from curation import models
+Every write goes through a service (`curation.services`, `curation.datasets`,
+`curation.importing`). Pages work without JavaScript and under the enforced CSP (no inline script
+or style): htmx, served from static files, only refreshes the progress partials while a round or
+a job runs, and every polled partial also has a plain link.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.views.decorators.http import require_POST
+from django.views.decorators.vary import vary_on_headers
+
+from curation import models, selectors, services
+from curation.datasets import (
+    dataset_version_diff,
+    dataset_version_freeze,
+    select_seed_candidates,
+    select_start_candidates,
+)
+from curation.hints import HINTS, HintConfig
+from curation.importing import MAX_REPORTED_ERRORS, problem_set_import_upload
+from curation.models import (
+    Candidate,
+    DatasetKind,
+    Domain,
+    ReviewStatus,
+    RoundKind,
+    Split,
+)
+
+POLL_SECONDS = 3
+CANDIDATES_SHOWN = 50
+
+_CANDIDATE_OF_KIND = {DatasetKind.SEED: Candidate.SEED, DatasetKind.START: Candidate.START}
+_ROUND_KIND_OF_DATASET = {DatasetKind.SEED: RoundKind.SEED, DatasetKind.START: RoundKind.RFT}
+
+
+def _page(
+    model_admin: admin.ModelAdmin, request: HttpRequest, template: str, **context: Any
+) -> TemplateResponse:
+    """A custom admin page with the admin's chrome (site header, breadcrumbs, permissions)."""
+    base = {**model_admin.admin_site.each_context(request), "opts": model_admin.model._meta}
+    return TemplateResponse(request, template, {**base, **context})
+
+
+def _change_url(obj: Any) -> str:
+    return reverse(f"admin:curation_{obj._meta.model_name}_change", args=[obj.pk])
+
+
+# --- Problem sets -----------------------------------------------------------------------------
+
+
+class ProblemImportForm(forms.Form):
+    file = forms.FileField(
+        help_text="JSONL (one problem per line), or a Parquet, Arrow or CSV file in the Hugging "
+        "Face datasets layout. Math: problem, answer; code: problem, tests, starter_code; "
+        "multiple choice: question, choices, answer."
+    )
+    name = forms.SlugField(
+        max_length=100, help_text="The problem set to create, or to update (matched on ids)."
+    )
+    split = forms.ChoiceField(choices=Split.choices, initial=Split.TRAIN)
+    domain = forms.ChoiceField(
+        choices=[("", "Infer from each record"), *Domain.choices], required=False
+    )
+    id_field = forms.CharField(
+        max_length=100,
+        required=False,
+        help_text="The field that identifies a record, or 'line' to number them "
+        "(default: id, idx, question_number...).",
+    )
 
 
 @admin.register(models.ProblemSet)
 class ProblemSetAdmin(admin.ModelAdmin):
-    list_display = ["name", "source", "created_at"]
+    list_display = ["name", "source", "problem_count", "created_at"]
     search_fields = ["name", "description", "source"]
+    change_list_template = "admin/curation/problemset/change_list.html"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).annotate(problem_count=Count("problems"))
+
+    @admin.display(ordering="problem_count", description="problems")
+    def problem_count(self, problem_set: models.ProblemSet) -> int:
+        return problem_set.problem_count
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.import_view)
+        return [path("import/", view, name="curation_problemset_import"), *super().get_urls()]
+
+    def import_view(self, request: HttpRequest) -> HttpResponse:
+        """Validate the whole file, then import all of it or nothing; list the rejected lines."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = ProblemImportForm(request.POST or None, request.FILES or None)
+        report = None
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            report = problem_set_import_upload(
+                upload=data["file"],
+                name=data["name"],
+                split=data["split"],
+                default_domain=data["domain"] or None,
+                id_field=data["id_field"] or None,
+            )
+            if report.ok:
+                problem_set = models.ProblemSet.objects.get(name=report.problem_set)
+                self.message_user(
+                    request,
+                    f"{report.problem_set}: {report.created} problems created, "
+                    f"{report.updated} updated.",
+                    messages.SUCCESS,
+                )
+                changelist = reverse("admin:curation_problem_changelist")
+                return redirect(f"{changelist}?problem_set__id__exact={problem_set.pk}")
+        return _page(
+            self,
+            request,
+            "admin/curation/problemset/import.html",
+            title="Import problems",
+            form=form,
+            report=report,
+            errors=report.errors[:MAX_REPORTED_ERRORS] if report else [],
+            more_errors=max(len(report.errors) - MAX_REPORTED_ERRORS, 0) if report else 0,
+        )
 
 
 @admin.register(models.Problem)
@@ -17,12 +147,35 @@ class ProblemAdmin(admin.ModelAdmin):
     list_select_related = ["problem_set"]
 
 
+# --- Policies ---------------------------------------------------------------------------------
+
+
 @admin.register(models.Policy)
 class PolicyAdmin(admin.ModelAdmin):
-    list_display = ["name", "path", "parent", "created_at"]
+    list_display = ["name", "path", "parent", "made_by_job", "created_at"]
     list_filter = ["created_at"]
     search_fields = ["name", "path"]
+    list_select_related = ["parent", "made_by"]
     raw_id_fields = ["parent"]
+    readonly_fields = ["made_by_job", "lineage", "created_at"]
+
+    @admin.display(description="made by")
+    def made_by_job(self, policy: models.Policy) -> str:
+        job = getattr(policy, "made_by", None)
+        if job is None:
+            return "—"
+        return format_html(
+            '<a href="{}">SFT job {}</a> on {}', _change_url(job), job.pk, job.dataset_version
+        )
+
+    @admin.display(description="parent chain")
+    def lineage(self, policy: models.Policy) -> str:
+        names, seen, parent = [], {policy.pk}, policy.parent
+        while parent is not None and parent.pk not in seen:
+            names.append(parent.name)
+            seen.add(parent.pk)
+            parent = parent.parent
+        return " ← ".join([policy.name, *names])
 
 
 @admin.register(models.HintTemplate)
@@ -32,12 +185,301 @@ class HintTemplateAdmin(admin.ModelAdmin):
     search_fields = ["name", "text"]
 
 
+# --- Rounds -----------------------------------------------------------------------------------
+
+
+class RoundForm(forms.ModelForm):
+    """A round's settings, with its hint and tool configs as fields instead of raw JSON."""
+
+    hints = forms.MultipleChoiceField(
+        choices=[(h.name, f"{h.name} ({h.domain})") for h in HINTS],
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="Hinted samples draw among the chosen hints of their problem's domain.",
+    )
+    conjunctions = forms.CharField(
+        initial="Wait, Alternatively",
+        help_text="Comma-separated words at which a hint may be inserted.",
+    )
+    conjunction_probability = forms.FloatField(min_value=0, max_value=1, initial=0.5)
+    max_hints = forms.IntegerField(
+        min_value=0, initial=3, help_text="Conjunction hints per trajectory."
+    )
+    end_of_thinking = forms.BooleanField(
+        required=False, initial=True, label="Hint at the end of thinking"
+    )
+    end_repeats = forms.IntegerField(
+        min_value=0, initial=1, help_text="Test-time scaling: end-of-thinking hints (the k)."
+    )
+    max_tool_calls = forms.IntegerField(min_value=0, max_value=100, initial=6)
+    timeout_s = forms.FloatField(
+        min_value=0.1, max_value=600, initial=10, label="Sandbox time limit (s)"
+    )
+    memory_mb = forms.IntegerField(
+        min_value=16, max_value=65536, initial=1024, label="Sandbox memory (MB)"
+    )
+    notebook = forms.BooleanField(
+        required=False, help_text="One interpreter session per trajectory, kept across cells."
+    )
+
+    class Meta:
+        model = models.Round
+        fields = [
+            "name",
+            "kind",
+            "policy",
+            "problem_sets",
+            "split",
+            "samples_hinted",
+            "samples_plain",
+            "temperature",
+            "top_p",
+            "max_tokens",
+        ]
+        help_texts = {
+            "kind": "The paper's sampling: seed, 1 hinted + 1 plain at T=0; RFT, 16 plain at "
+            "T=0.6, top-p 0.95; eval, 1 plain at T=0.",
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        hint = {**HintConfig().to_dict(), **(self.instance.hint_config or {})}
+        tools = self.instance.tool_config or {}
+        initial = {
+            **{
+                k: hint[k]
+                for k in (
+                    "hints",
+                    "conjunction_probability",
+                    "max_hints",
+                    "end_of_thinking",
+                    "end_repeats",
+                )
+            },
+            "conjunctions": ", ".join(hint["conjunctions"]),
+            "max_tool_calls": tools.get("max_calls", hint["max_tool_calls"]),
+            "timeout_s": tools.get("timeout_s", 10),
+            "memory_mb": tools.get("memory_mb", 1024),
+            "notebook": tools.get("notebook", False),
+        }
+        for name, value in initial.items():
+            self.fields[name].initial = value
+        if not self.instance.pk:  # a new round starts from its kind's defaults (a seed round)
+            for name, value in services.ROUND_DEFAULTS[RoundKind.SEED].items():
+                self.fields[name].initial = value
+
+    def clean_temperature(self) -> float:
+        value = self.cleaned_data["temperature"]
+        if not 0 <= value <= 2:
+            raise forms.ValidationError("between 0 and 2")
+        return value
+
+    def clean_top_p(self) -> float:
+        value = self.cleaned_data["top_p"]
+        if not 0 < value <= 1:
+            raise forms.ValidationError("in (0, 1]")
+        return value
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if not data.get("hints"):
+            self.add_error("hints", "choose at least one hint")
+            return data
+        conjunctions = [w.strip() for w in data.get("conjunctions", "").split(",") if w.strip()]
+        try:
+            self.hint_config = HintConfig.from_dict(
+                {
+                    "hints": data["hints"],
+                    "conjunctions": conjunctions,
+                    "conjunction_probability": data.get("conjunction_probability", 0.5),
+                    "max_hints": data.get("max_hints", 3),
+                    "end_of_thinking": data.get("end_of_thinking", False),
+                    "end_repeats": data.get("end_repeats", 1),
+                    "max_tool_calls": data.get("max_tool_calls", 6),
+                }
+            ).to_dict()
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        self.tool_config = {
+            "max_calls": data.get("max_tool_calls", 6),
+            "timeout_s": data.get("timeout_s", 10),
+            "memory_mb": data.get("memory_mb", 1024),
+            "notebook": data.get("notebook", False),
+        }
+        return data
+
+    def save(self, commit: bool = True) -> models.Round:
+        self.instance.hint_config = self.hint_config
+        self.instance.tool_config = self.tool_config
+        return super().save(commit)
+
+
+def _run_on_rounds(request: HttpRequest, rounds, action: str) -> None:
+    """Launch, cancel or re-run each round; a refusal (ConflictError) is a message, not a 500."""
+    for round_ in rounds:
+        try:
+            if action == "launch":
+                round_ = services.round_launch(round=round_, chunk_size=settings.ROLLOUT_CHUNK_SIZE)
+                text = f"{round_.name}: launched, {round_.total} trajectories planned."
+            elif action == "cancel":
+                round_ = services.round_cancel(round=round_)
+                text = f"{round_.name}: {round_.get_status_display().lower()}."
+            else:
+                count = services.round_rerun_failed(round=round_)
+                text = f"{round_.name}: {count} unfinished chunks enqueued again."
+        except services.ConflictError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, text)
+
+
 @admin.register(models.Round)
 class RoundAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "policy", "status", "total", "created_at"]
+    form = RoundForm
+    list_display = ["name", "kind", "policy", "status", "done_of_total", "created_at", "watch"]
     list_filter = ["kind", "status", "policy"]
     search_fields = ["name"]
     filter_horizontal = ["problem_sets"]
+    list_select_related = ["policy"]
+    actions = ["launch_rounds", "cancel_rounds", "rerun_failed_chunks"]
+    change_form_template = "admin/curation/round/change_form.html"
+    fieldsets = [
+        (None, {"fields": ["name", "kind", "policy", "problem_sets", "split"]}),
+        (
+            "Sampling",
+            {"fields": ["samples_hinted", "samples_plain", "temperature", "top_p", "max_tokens"]},
+        ),
+        (
+            "Hints",
+            {
+                "fields": [
+                    "hints",
+                    "conjunctions",
+                    "conjunction_probability",
+                    "max_hints",
+                    "end_of_thinking",
+                    "end_repeats",
+                ]
+            },
+        ),
+        ("Tools", {"fields": ["max_tool_calls", "timeout_s", "memory_mb", "notebook"]}),
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).annotate(done=Count("trajectories"))
+
+    @admin.display(description="done / total")
+    def done_of_total(self, round_: models.Round) -> str:
+        return f"{round_.done} / {round_.total}"
+
+    @admin.display(description="")
+    def watch(self, round_: models.Round) -> str:
+        return format_html('<a href="{}">Progress</a>', self._url("progress", round_))
+
+    def has_launch_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("curation.launch_round")
+
+    # A queued or running round keeps the settings it was launched with: shown, not editable.
+    ACTIVE_FIELDS = [
+        "name",
+        "kind",
+        "policy",
+        "problem_sets",
+        "split",
+        "samples_hinted",
+        "samples_plain",
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "hint_config",
+        "tool_config",
+        "status",
+        "total",
+    ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: models.Round | None = None):
+        return self.ACTIVE_FIELDS if obj is not None and obj.is_active else []
+
+    def get_form(self, request: HttpRequest, obj: models.Round | None = None, **kwargs: Any):
+        if obj is not None and obj.is_active:
+            kwargs["form"] = forms.ModelForm  # every field is read only
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fieldsets(self, request: HttpRequest, obj: models.Round | None = None):
+        if obj is not None and obj.is_active:
+            return [(None, {"fields": self.ACTIVE_FIELDS})]
+        return self.fieldsets
+
+    def save_model(self, request: HttpRequest, obj: models.Round, form, change: bool) -> None:
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Launch selected rounds", permissions=["launch"])
+    def launch_rounds(self, request: HttpRequest, queryset: QuerySet) -> None:
+        _run_on_rounds(request, queryset, "launch")
+
+    @admin.action(description="Cancel selected rounds", permissions=["launch"])
+    def cancel_rounds(self, request: HttpRequest, queryset: QuerySet) -> None:
+        _run_on_rounds(request, queryset, "cancel")
+
+    @admin.action(description="Re-run failed chunks of selected rounds", permissions=["launch"])
+    def rerun_failed_chunks(self, request: HttpRequest, queryset: QuerySet) -> None:
+        _run_on_rounds(request, queryset, "rerun")
+
+    def _url(self, name: str, round_: models.Round) -> str:
+        return reverse(f"admin:curation_round_{name}", args=[round_.pk])
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("<int:pk>/progress/", wrap(self.progress_view), name="curation_round_progress"),
+            path(
+                "<int:pk>/launch/",
+                wrap(self.run_view),
+                {"action": "launch"},
+                name="curation_round_launch",
+            ),
+            path(
+                "<int:pk>/cancel/",
+                wrap(self.run_view),
+                {"action": "cancel"},
+                name="curation_round_cancel",
+            ),
+            path(
+                "<int:pk>/rerun/",
+                wrap(self.run_view),
+                {"action": "rerun"},
+                name="curation_round_rerun",
+            ),
+            *super().get_urls(),
+        ]
+
+    @vary_on_headers("HX-Request")
+    def progress_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The round's live progress; htmx polls the partial while the round runs."""
+        round_ = get_object_or_404(models.Round.objects.select_related("policy"), pk=pk)
+        if not self.has_view_permission(request, round_):
+            raise PermissionDenied
+        template = "admin/curation/round/progress.html"
+        context = {
+            "round": round_,
+            "progress": selectors.round_progress(round=round_),
+            "poll_seconds": POLL_SECONDS,
+            "can_launch": self.has_launch_permission(request),
+        }
+        if request.headers.get("HX-Request"):
+            return TemplateResponse(request, f"{template}#progress", context)
+        return _page(self, request, template, title=f"Round {round_.name}", **context)
+
+    def run_view(self, request: HttpRequest, pk: int, action: str) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponseRedirect(reverse("admin:curation_round_progress", args=[pk]))
+        if not self.has_launch_permission(request):
+            raise PermissionDenied
+        round_ = get_object_or_404(models.Round, pk=pk)
+        _run_on_rounds(request, [round_], action)
+        return redirect(self._url("progress", round_))
 
 
 @admin.register(models.Trajectory)
@@ -77,29 +519,369 @@ class RevisionAdmin(admin.ModelAdmin):
     raw_id_fields = ["trajectory"]
 
 
+# --- Datasets ---------------------------------------------------------------------------------
+
+
+class CompareForm(forms.Form):
+    old = forms.TypedChoiceField(coerce=int, label="From version")
+    new = forms.TypedChoiceField(coerce=int, label="To version")
+
+    def __init__(self, *args: Any, numbers: list[int], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        choices = [(n, f"v{n}") for n in numbers]
+        for name in ("old", "new"):
+            self.fields[name].choices = choices
+        if len(numbers) >= 2:
+            self.fields["old"].initial, self.fields["new"].initial = numbers[-2], numbers[-1]
+
+
 @admin.register(models.Dataset)
 class DatasetAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "created_at"]
+    list_display = ["name", "kind", "latest_version", "created_at", "curate"]
     list_filter = ["kind"]
     search_fields = ["name", "description"]
+    change_form_template = "admin/curation/dataset/change_form.html"
+
+    @admin.display(description="latest")
+    def latest_version(self, dataset: models.Dataset) -> str:
+        version = dataset.versions.order_by("-number").first()
+        return f"v{version.number} ({version.size} items)" if version else "—"
+
+    @admin.display(description="")
+    def curate(self, dataset: models.Dataset) -> str:
+        url = reverse("admin:curation_dataset_curate", args=[dataset.pk])
+        return format_html('<a href="{}">Candidates and versions</a>', url)
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("<int:pk>/curate/", wrap(self.curate_view), name="curation_dataset_curate"),
+            path(
+                "<int:pk>/select/<int:round_pk>/",
+                wrap(require_POST(self.select_view)),
+                name="curation_dataset_select",
+            ),
+            path(
+                "<int:pk>/freeze/",
+                wrap(require_POST(self.freeze_view)),
+                name="curation_dataset_freeze",
+            ),
+            *super().get_urls(),
+        ]
+
+    def curate_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """Rounds with their selection funnel, the candidates and their review state, the frozen
+        versions, and a comparison of two versions."""
+        dataset = get_object_or_404(models.Dataset, pk=pk)
+        if not self.has_view_permission(request, dataset):
+            raise PermissionDenied
+        candidate = _CANDIDATE_OF_KIND.get(dataset.kind)
+        round_kind = _ROUND_KIND_OF_DATASET.get(dataset.kind)
+        rounds = models.Round.objects.filter(kind=round_kind) if round_kind else []
+        candidates = models.Trajectory.objects.candidates(candidate).select_related(
+            "problem", "round"
+        )
+        review_counts = dict(
+            candidates.order_by().values_list("review_status").annotate(n=Count("id"))
+        )
+        versions = list(dataset.versions.select_related("created_by").order_by("number"))
+        compare = CompareForm(request.GET or None, numbers=[v.number for v in versions])
+        diff = None
+        if compare.is_bound and compare.is_valid():
+            by_number = {v.number: v for v in versions}
+            old, new = (
+                by_number[compare.cleaned_data["old"]],
+                by_number[compare.cleaned_data["new"]],
+            )
+            diff = {"old": old, "new": new, **dataset_version_diff(old=old, new=new)}
+        return _page(
+            self,
+            request,
+            "admin/curation/dataset/curate.html",
+            title=f"Dataset {dataset.name}",
+            dataset=dataset,
+            rounds=rounds,
+            candidates=candidates.order_by("review_status", "id")[:CANDIDATES_SHOWN],
+            candidate_total=sum(review_counts.values()),
+            review_counts=[(s.label, review_counts.get(s.value, 0)) for s in ReviewStatus],
+            versions=versions,
+            compare=compare,
+            diff=diff,
+            can_select=request.user.has_perm("curation.change_round"),
+            can_freeze=request.user.has_perm("curation.add_datasetversion"),
+        )
+
+    def select_view(self, request: HttpRequest, pk: int, round_pk: int) -> HttpResponse:
+        if not request.user.has_perm("curation.change_round"):
+            raise PermissionDenied
+        dataset = get_object_or_404(models.Dataset, pk=pk)
+        round_ = get_object_or_404(models.Round, pk=round_pk)
+        select = {RoundKind.SEED: select_seed_candidates, RoundKind.RFT: select_start_candidates}
+        if round_.kind not in select:
+            messages.error(request, f"{round_.kind} rounds have no candidate selection")
+        else:
+            chosen = select[round_.kind](round=round_)["chosen"]
+            messages.success(request, f"{round_.name}: {len(chosen)} candidates proposed.")
+        return redirect("admin:curation_dataset_curate", dataset.pk)
+
+    def freeze_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        if not request.user.has_perm("curation.add_datasetversion"):
+            raise PermissionDenied
+        dataset = get_object_or_404(models.Dataset, pk=pk)
+        try:
+            version = dataset_version_freeze(dataset=dataset, user=request.user)
+        except ValueError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(
+                request, f"Froze {version}: {version.size} items, hash {version.content_hash[:12]}."
+            )
+        return redirect("admin:curation_dataset_curate", dataset.pk)
 
 
 @admin.register(models.DatasetVersion)
 class DatasetVersionAdmin(admin.ModelAdmin):
-    list_display = ["dataset", "number", "size", "content_hash", "created_at"]
+    """Versions are frozen: they are made by freezing a dataset, and never edited."""
+
+    list_display = ["dataset", "number", "size", "short_hash", "created_by", "created_at"]
     list_filter = ["dataset"]
     search_fields = ["dataset__name", "content_hash"]
+    list_select_related = ["dataset", "created_by"]
+
+    @admin.display(description="hash")
+    def short_hash(self, version: models.DatasetVersion) -> str:
+        return version.content_hash[:12]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+# --- SFT jobs ---------------------------------------------------------------------------------
+
+
+class SFTJobForm(forms.ModelForm):
+    """Launch a job: a frozen version, a base policy, the new policy's name, hyperparameters."""
+
+    learning_rate = forms.FloatField(min_value=0, initial=7e-6)
+    num_train_epochs = forms.FloatField(min_value=0, initial=3.0)
+    max_steps = forms.IntegerField(initial=-1, help_text="If > 0, wins over epochs.")
+    max_length = forms.IntegerField(min_value=2, initial=16384, help_text="Tokens per text.")
+    per_device_train_batch_size = forms.IntegerField(min_value=1, initial=1)
+    gradient_accumulation_steps = forms.IntegerField(min_value=1, initial=1)
+    warmup_ratio = forms.FloatField(min_value=0, max_value=0.99, initial=0.03)
+    packing = forms.BooleanField(required=False, initial=True)
+    seed = forms.IntegerField(initial=42)
+    extra_config = forms.JSONField(
+        required=False,
+        initial=dict,
+        help_text='Other training.config keys, e.g. {"lr_scheduler_type": "linear"}.',
+    )
+
+    HYPERPARAMETERS = (
+        "learning_rate",
+        "num_train_epochs",
+        "max_steps",
+        "max_length",
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "warmup_ratio",
+        "packing",
+        "seed",
+    )
+
+    class Meta:
+        model = models.SFTJob
+        fields = ["dataset_version", "base_policy", "output_name"]
+
+    def clean_output_name(self) -> str:
+        name = self.cleaned_data["output_name"]
+        if models.Policy.objects.filter(name=name).exists():
+            raise forms.ValidationError(f"a policy named {name!r} already exists")
+        return name
+
+    def clean(self) -> dict[str, Any]:
+        from training.config import ConfigError, config_from_dict
+
+        data = super().clean()
+        extra = data.get("extra_config") or {}
+        if not isinstance(extra, dict):
+            self.add_error("extra_config", "expected a JSON object")
+            return data
+        config = {**{k: data[k] for k in self.HYPERPARAMETERS if k in data}, **extra}
+        # The runner sets the model, dataset and output paths; the probe stands in for them
+        # (any existing file for the dataset the runner writes later).
+        reserved = {"model_name_or_path": "base", "dataset": __file__, "output_dir": "out"}
+        if set(config) & set(reserved):
+            self.add_error("extra_config", f"{sorted(reserved)} are set by the job")
+            return data
+        try:
+            config_from_dict({**config, **reserved}).validate()
+        except ConfigError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        self.config = config
+        return data
 
 
 @admin.register(models.SFTJob)
 class SFTJobAdmin(admin.ModelAdmin):
+    form = SFTJobForm
     list_display = [
         "output_name",
         "dataset_version",
         "base_policy",
         "status",
-        "step",
-        "total_steps",
+        "step_of_total",
+        "created_at",
+        "watch",
     ]
     list_filter = ["status", "base_policy"]
     search_fields = ["output_name"]
+    list_select_related = ["dataset_version__dataset", "base_policy"]
+    change_form_template = "admin/curation/sftjob/change_form.html"
+    readonly_fields = [
+        "dataset_version",
+        "base_policy",
+        "output_name",
+        "config",
+        "status",
+        "step",
+        "total_steps",
+        "metrics",
+        "error",
+        "output_policy",
+        "worker",
+        "created_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "log",
+    ]
+
+    @admin.display(description="step")
+    def step_of_total(self, job: models.SFTJob) -> str:
+        return f"{job.step} / {job.total_steps or '?'}"
+
+    @admin.display(description="")
+    def watch(self, job: models.SFTJob) -> str:
+        url = reverse("admin:curation_sftjob_progress", args=[job.pk])
+        return format_html('<a href="{}">Progress</a>', url)
+
+    def get_fields(self, request: HttpRequest, obj: models.SFTJob | None = None):
+        if obj is None:
+            return [*SFTJobForm.Meta.fields, *SFTJobForm.HYPERPARAMETERS, "extra_config"]
+        return self.readonly_fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: models.SFTJob | None = None):
+        return self.readonly_fields if obj is not None else []
+
+    def get_form(self, request: HttpRequest, obj: models.SFTJob | None = None, **kwargs: Any):
+        if obj is not None:
+            kwargs["form"] = forms.ModelForm  # a launched job is read only
+        return super().get_form(request, obj, **kwargs)
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        # The change page shows a job; only cancelling changes it (its own button).
+        return obj is None and super().has_change_permission(request, obj)
+
+    def save_model(self, request: HttpRequest, obj: models.SFTJob, form, change: bool) -> None:
+        """Launch through the service (it queues the job after commit)."""
+        job = services.sft_job_launch(
+            dataset_version=form.cleaned_data["dataset_version"],
+            base_policy=form.cleaned_data["base_policy"],
+            output_name=form.cleaned_data["output_name"],
+            config=form.config,
+            user=request.user,
+        )
+        obj.pk = job.pk
+        obj.refresh_from_db()
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context=None):
+        try:
+            return super().add_view(request, form_url, extra_context)
+        except services.ConflictError as exc:
+            messages.error(request, str(exc))
+            return redirect(request.get_full_path())
+
+    def response_add(self, request: HttpRequest, obj: models.SFTJob, post_url_continue=None):
+        messages.success(request, f"SFT job {obj.pk} queued: it will register {obj.output_name}.")
+        return redirect("admin:curation_sftjob_progress", obj.pk)
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("<int:pk>/progress/", wrap(self.progress_view), name="curation_sftjob_progress"),
+            path(
+                "<int:pk>/cancel/",
+                wrap(require_POST(self.cancel_view)),
+                name="curation_sftjob_cancel",
+            ),
+            *super().get_urls(),
+        ]
+
+    @vary_on_headers("HX-Request")
+    def progress_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """Status, progress and the loss curve; htmx polls the partial while the job runs."""
+        job = get_object_or_404(
+            models.SFTJob.objects.select_related(
+                "dataset_version__dataset", "base_policy", "output_policy"
+            ),
+            pk=pk,
+        )
+        if not self.has_view_permission(request, job):
+            raise PermissionDenied
+        template = "admin/curation/sftjob/progress.html"
+        context = {
+            "job": job,
+            "active": job.status in models.ACTIVE_STATUSES,
+            "fraction": job.step / job.total_steps if job.total_steps else 0,
+            "curve": loss_curve(job.history),
+            "poll_seconds": POLL_SECONDS,
+            "can_cancel": request.user.has_perm("curation.change_sftjob"),
+        }
+        if request.headers.get("HX-Request"):
+            return TemplateResponse(request, f"{template}#status", context)
+        return _page(self, request, template, title=f"SFT job {job.pk}", **context)
+
+    def cancel_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        if not request.user.has_perm("curation.change_sftjob"):
+            raise PermissionDenied
+        job = services.sft_job_cancel(job=get_object_or_404(models.SFTJob, pk=pk))
+        messages.info(request, f"SFT job {job.pk}: {job.get_status_display().lower()}.")
+        return redirect("admin:curation_sftjob_progress", job.pk)
+
+
+def loss_curve(history: list[dict], *, width: int = 600, height: int = 200) -> dict | None:
+    """The loss curve as SVG polyline points (server-rendered: no script, no inline style)."""
+    points = [
+        (p["step"], p["loss"])
+        for p in history
+        if p.get("loss") is not None and p.get("step") is not None
+    ]
+    if not points:
+        return None
+    steps, losses = [s for s, _ in points], [loss for _, loss in points]
+    first, last = min(steps), max(steps)
+    low, high = min(losses), max(losses)
+    x_span, y_span = (last - first) or 1, (high - low) or 1
+    pad = 10
+    coords = " ".join(
+        f"{pad + (s - first) / x_span * (width - 2 * pad):.1f},"
+        f"{pad + (high - loss) / y_span * (height - 2 * pad):.1f}"
+        for s, loss in points
+    )
+    return {
+        "points": coords,
+        "width": width,
+        "height": height,
+        "first_step": first,
+        "last_step": last,
+        "low": low,
+        "high": high,
+        "last_loss": losses[-1],
+    }

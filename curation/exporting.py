@@ -112,7 +112,8 @@ def _jsonl_chunks(export: Export) -> Iterator[bytes]:
     label = export.label
     system = orjson.Fragment(orjson.dumps({"role": "system", "content": export.system_prompt}))
     conversational = export.format == "messages"
-    buffer = bytearray()
+    lines: list[bytes] = []
+    size = 0
     with transaction.atomic():
         for problem_id, trajectory_id, prompt, text, spans, is_correct in _item_rows(
             export.version
@@ -129,12 +130,15 @@ def _jsonl_chunks(export: Export) -> Iterator[bytes]:
             row["trajectory_id"] = trajectory_id
             row["dataset_version"] = label
             row["score"] = _score(is_correct)
-            buffer += orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
-            if len(buffer) >= CHUNK_BYTES:
-                yield bytes(buffer)
-                buffer.clear()
-    if buffer:
-        yield bytes(buffer)
+            line = orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
+            lines.append(line)
+            size += len(line)
+            if size >= CHUNK_BYTES:  # one write per chunk, not per row
+                yield b"".join(lines)
+                lines.clear()
+                size = 0
+    if lines:
+        yield b"".join(lines)
 
 
 def parquet_schema():

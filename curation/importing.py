@@ -109,6 +109,9 @@ def problem_set_import(
         if isinstance(record, str):
             report.errors.append((number, record))
             continue
+        if contains_nul(record):  # valid JSON, but Postgres text cannot store it
+            report.errors.append((number, "contains a NUL character (\\u0000)"))
+            continue
         try:
             spec = normalize_record(record, default_domain=default_domain)
         except ProblemFormatError as exc:
@@ -160,3 +163,59 @@ def problem_set_import(
         Problem.objects.bulk_update(to_update, list(fields), batch_size=1000)
     report.created, report.updated = len(to_create), len(to_update)
     return report
+
+
+def problem_set_import_upload(
+    *,
+    upload: Any,
+    name: str,
+    split: str = Split.TRAIN,
+    default_domain: str | None = None,
+    id_field: str | None = None,
+) -> ImportReport:
+    """Import an uploaded file (Django's UploadedFile) for the admin and the API.
+
+    JSONL is read line by line from the upload; Parquet, Arrow and CSV go through a temporary
+    file for `datasets`. A file that cannot be read at all is a one-error report, not an exception.
+    """
+    import tempfile
+
+    suffix = Path(upload.name or "").suffix.lower()
+    kwargs = {
+        "name": name,
+        "split": split,
+        "default_domain": default_domain,
+        "source": f"upload:{upload.name}",
+        "id_field": id_field,
+    }
+    if suffix in ("", ".jsonl", ".json", ".ndjson"):
+        upload.seek(0)
+        return problem_set_import(records=jsonl_records(upload), **kwargs)
+    report = ImportReport(problem_set=name)
+    if suffix not in (".parquet", ".arrow", ".csv"):
+        report.errors.append(
+            (0, f"unsupported file type {suffix!r}: use .jsonl, .parquet, .arrow or .csv")
+        )
+        return report
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"upload{suffix}"
+        with path.open("wb") as fh:
+            for chunk in upload.chunks():
+                fh.write(chunk)
+        try:
+            return problem_set_import(records=file_records(path), **kwargs)
+        # A malformed file fails inside pyarrow or `datasets`, with whatever error they raise.
+        except Exception as exc:
+            report.errors.append((0, f"cannot read the file: {type(exc).__name__}: {exc}"[:500]))
+            return report
+
+
+def contains_nul(value: Any) -> bool:
+    """Whether a decoded JSON value holds a NUL character, which Postgres text cannot store."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(contains_nul(v) for v in value)
+    return False

@@ -126,7 +126,7 @@ class Round(models.Model):
     max_tokens = models.PositiveIntegerField(default=2048)
     hint_config = models.JSONField(default=dict, blank=True)
     tool_config = models.JSONField(
-        default=dict, blank=True, help_text="max_calls, timeout_s, memory_mb, session (notebook)."
+        default=dict, blank=True, help_text="max_calls, timeout_s, memory_mb, notebook."
     )
     status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.DRAFT)
     total = models.PositiveIntegerField(default=0, help_text="Trajectories planned.")

@@ -27,6 +27,8 @@ CURATOR_PERMISSIONS = [
     "add_problem",
     "change_problem",
     "view_policy",
+    "add_policy",
+    "change_policy",
     "add_round",
     "change_round",
     "launch_round",

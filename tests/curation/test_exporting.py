@@ -78,9 +78,12 @@ def test_prompt_completion_rows_split_the_same_conversation(version):
 def test_parquet_holds_the_same_rows_in_row_groups(version, monkeypatch):
     monkeypatch.setattr("curation.exporting.PARQUET_ROW_GROUP", 2)
     table = pq.read_table(io.BytesIO(b"".join(Export(version, "parquet").chunks())))
-    assert pq.ParquetFile(
-        io.BytesIO(b"".join(Export(version, "parquet").chunks()))
-    ).metadata.num_row_groups == 2
+    assert (
+        pq.ParquetFile(
+            io.BytesIO(b"".join(Export(version, "parquet").chunks()))
+        ).metadata.num_row_groups
+        == 2
+    )
     assert table.to_pylist() == _jsonl(Export(version, "messages"))
 
 
@@ -96,9 +99,9 @@ def test_export_streams_over_a_server_side_cursor_without_hold(version, monkeypa
         cursor.execute("SELECT is_holdable FROM pg_cursors")
         assert cursor.fetchall() == [(False,)]
     rest = list(chunks)
-    assert len(rest) == 2 and json.loads(first)["trajectory_id"] < json.loads(rest[0])[
-        "trajectory_id"
-    ]
+    assert (
+        len(rest) == 2 and json.loads(first)["trajectory_id"] < json.loads(rest[0])["trajectory_id"]
+    )
     assert connection.get_autocommit()  # the transaction ended with the stream
 
 
@@ -109,9 +112,7 @@ def test_the_etag_names_the_content_hash_and_the_format(version):
         Export(version, "csv")
 
 
-def test_command_writes_a_file_that_datasets_loads_with_the_same_texts_and_masks(
-    version, tmp_path
-):
+def test_command_writes_a_file_that_datasets_loads_with_the_same_texts_and_masks(version, tmp_path):
     import datasets
 
     path = tmp_path / "d-seed.jsonl"

@@ -21,7 +21,11 @@ def browser():
     """One Chromium per module. Playwright's sync API runs an event loop in the test's thread,
     which makes Django's ORM calls there look async-unsafe: they are not, so allow them while it
     runs (and only then)."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+
+    # The first sandbox call of a server process starts its warm interpreters: allow for it,
+    # and for a loaded machine, rather than fail on Playwright's 5 s default.
+    expect.set_options(timeout=30_000)
 
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium package")

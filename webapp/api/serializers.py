@@ -1,0 +1,531 @@
+"""Serializers of the REST API: reads render model rows; writes validate, then call a service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from curation.hints import HintConfig
+from curation.models import (
+    Candidate,
+    Dataset,
+    DatasetVersion,
+    Domain,
+    Flag,
+    Policy,
+    Problem,
+    ProblemSet,
+    ReviewStatus,
+    Round,
+    RoundKind,
+    SFTJob,
+    Split,
+    Trajectory,
+)
+from curation.services import round_create
+from curation.trajectory import parse, segment_spans
+from training.config import ConfigError, config_from_dict
+from webapp.api.schema import RESERVED_SFT_KEYS, sft_config_schema
+
+# --- Problems ---------------------------------------------------------------------------------
+
+
+class ProblemSetSerializer(serializers.ModelSerializer):
+    problem_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = ProblemSet
+        fields = ["name", "description", "source", "created_at", "problem_count"]
+
+
+class ProblemSerializer(serializers.ModelSerializer):
+    problem_set = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = Problem
+        fields = [
+            "id",
+            "problem_set",
+            "external_id",
+            "domain",
+            "split",
+            "prompt",
+            "answer",
+            "choices",
+            "tests",
+            "entry_point",
+            "starter_code",
+            "metadata",
+        ]
+
+
+class ProblemFilterSerializer(serializers.Serializer):
+    problem_set = serializers.SlugField(required=False, help_text="Problem set name.")
+    domain = serializers.ChoiceField(choices=Domain.choices, required=False)
+    split = serializers.ChoiceField(choices=Split.choices, required=False)
+
+
+class ProblemSetImportSerializer(serializers.Serializer):
+    file = serializers.FileField(
+        help_text="JSONL (one problem per line), or a Parquet, Arrow or CSV file "
+        "(Hugging Face `datasets` layout)."
+    )
+    name = serializers.SlugField(max_length=100, help_text="The problem set to create or update.")
+    split = serializers.ChoiceField(choices=Split.choices, default=Split.TRAIN)
+    domain = serializers.ChoiceField(
+        choices=Domain.choices, required=False, help_text="Domain of records that omit it."
+    )
+    id_field = serializers.CharField(
+        required=False,
+        max_length=100,
+        help_text="The field that identifies a record, or `line` to number them.",
+    )
+
+
+class ImportErrorSerializer(serializers.Serializer):
+    line = serializers.IntegerField()
+    error = serializers.CharField()
+
+
+class ImportReportSerializer(serializers.Serializer):
+    problem_set = serializers.CharField()
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    errors = ImportErrorSerializer(many=True)
+
+
+# --- Policies ---------------------------------------------------------------------------------
+
+
+class PolicySerializer(serializers.ModelSerializer):
+    parent = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
+    made_by = serializers.SerializerMethodField(help_text="The SFT job that trained it, if any.")
+    ancestors = serializers.SerializerMethodField(help_text="Parent, grandparent... by name.")
+
+    class Meta:
+        model = Policy
+        fields = ["id", "name", "path", "parent", "ancestors", "made_by", "metrics", "created_at"]
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_made_by(self, policy: Policy) -> int | None:
+        job = getattr(policy, "made_by", None)
+        return job.pk if job else None
+
+    def get_ancestors(self, policy: Policy) -> list[str]:
+        names, seen, parent = [], {policy.pk}, policy.parent
+        while parent is not None and parent.pk not in seen:  # a cycle ends the walk
+            names.append(parent.name)
+            seen.add(parent.pk)
+            parent = parent.parent
+        return names
+
+
+class PolicyRegisterSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    path = serializers.CharField(max_length=1000, help_text="Local path or hub id.")
+    parent = serializers.SlugRelatedField(
+        slug_field="name", queryset=Policy.objects.all(), required=False, allow_null=True
+    )
+
+
+# --- Rounds -----------------------------------------------------------------------------------
+
+
+class ToolConfigSerializer(serializers.Serializer):
+    max_calls = serializers.IntegerField(min_value=0, max_value=100, required=False)
+    timeout_s = serializers.FloatField(min_value=0.1, max_value=600, required=False)
+    memory_mb = serializers.IntegerField(min_value=16, max_value=65536, required=False)
+    notebook = serializers.BooleanField(
+        required=False, help_text="One interpreter session per trajectory, state kept across cells."
+    )
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if isinstance(data, dict) and (unknown := sorted(set(data) - set(self.fields))):
+            raise serializers.ValidationError(
+                f"unknown keys {unknown}; allowed: {sorted(self.fields)}"
+            )
+        return super().to_internal_value(data)
+
+
+class RoundSerializer(serializers.ModelSerializer):
+    policy = serializers.SlugRelatedField(slug_field="name", queryset=Policy.objects.all())
+    problem_sets = serializers.SlugRelatedField(
+        slug_field="name", many=True, queryset=ProblemSet.objects.all()
+    )
+    # Omitted sampling settings take the kind's defaults (curation.services.ROUND_DEFAULTS).
+    temperature = serializers.FloatField(min_value=0.0, max_value=2.0, required=False)
+    top_p = serializers.FloatField(min_value=0.01, max_value=1.0, required=False)
+    max_tokens = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False)
+    samples_hinted = serializers.IntegerField(min_value=0, max_value=1024, required=False)
+    samples_plain = serializers.IntegerField(min_value=0, max_value=1024, required=False)
+    hint_config = serializers.JSONField(
+        required=False,
+        help_text="HintConfig keys: hints, conjunctions, conjunction_probability, max_hints, "
+        "end_of_thinking, end_repeats, max_tool_calls. Omitted keys take their defaults.",
+    )
+    tool_config = ToolConfigSerializer(required=False)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+
+    class Meta:
+        model = Round
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "policy",
+            "problem_sets",
+            "split",
+            "samples_hinted",
+            "samples_plain",
+            "temperature",
+            "top_p",
+            "max_tokens",
+            "hint_config",
+            "tool_config",
+            "status",
+            "total",
+            "error",
+            "selection",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = [
+            "status",
+            "total",
+            "error",
+            "selection",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+    def validate_problem_sets(self, value: list[ProblemSet]) -> list[ProblemSet]:
+        if not value:
+            raise serializers.ValidationError("name at least one problem set")
+        return value
+
+    def validate_hint_config(self, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("expected an object of hint settings")
+        try:
+            config = HintConfig.from_dict(value)  # the built-in library, as the workers read it
+        except (TypeError, ValueError) as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        return config.to_dict()
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("samples_hinted") == 0 and attrs.get("samples_plain") == 0:
+            raise serializers.ValidationError(
+                {"samples_hinted": "a round needs at least one sample per problem"}
+            )
+        if attrs["kind"] == RoundKind.SEED and "hint_config" not in attrs:
+            attrs["hint_config"] = HintConfig().to_dict()
+        return attrs
+
+    def create(self, validated_data: dict[str, Any]) -> Round:
+        try:
+            return round_create(**validated_data)
+        except ValueError as exc:
+            raise serializers.ValidationError({"non_field_errors": [str(exc)]}) from None
+
+
+class ChunkCountsSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    pending = serializers.IntegerField()
+    running = serializers.IntegerField()
+    done = serializers.IntegerField()
+    failed = serializers.IntegerField()
+
+
+class RoundProgressSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    total = serializers.IntegerField(help_text="Trajectories planned.")
+    done = serializers.IntegerField(help_text="Trajectories stored.")
+    fraction = serializers.FloatField()
+    errors = serializers.IntegerField(help_text="Stored trajectories that ended in an error.")
+    tokens = serializers.IntegerField()
+    elapsed_s = serializers.FloatField(allow_null=True)
+    tokens_per_s = serializers.FloatField(allow_null=True)
+    chunks = ChunkCountsSerializer()
+    chunk_errors = serializers.ListField(child=serializers.CharField())
+
+
+class SelectionSerializer(serializers.Serializer):
+    rule = serializers.CharField()
+    params = serializers.DictField()
+    funnel = serializers.ListField(child=serializers.DictField())
+    chosen = serializers.ListField(child=serializers.IntegerField())
+
+
+class RerunSerializer(serializers.Serializer):
+    chunks = serializers.IntegerField(help_text="Chunks enqueued again.")
+
+
+# --- Trajectories -----------------------------------------------------------------------------
+
+
+class TrajectoryFilterSerializer(serializers.Serializer):
+    round = serializers.IntegerField(required=False, min_value=1)
+    problem = serializers.IntegerField(required=False, min_value=1)
+    problem_set = serializers.SlugField(required=False)
+    hinted = serializers.BooleanField(required=False, allow_null=True, default=None)
+    is_correct = serializers.ChoiceField(
+        choices=["true", "false", "null"], required=False, help_text="`null`: not scored."
+    )
+    candidate = serializers.ChoiceField(choices=[c for c in Candidate.values if c], required=False)
+    review_status = serializers.ChoiceField(choices=ReviewStatus.choices, required=False)
+    finish_reason = serializers.CharField(required=False, max_length=32)
+    flag = serializers.CharField(
+        required=False, max_length=32, help_text="Has a flag of this kind."
+    )
+    min_flags = serializers.IntegerField(required=False, min_value=0)
+    max_flags = serializers.IntegerField(required=False, min_value=0)
+
+
+class TrajectorySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Trajectory
+        fields = [
+            "id",
+            "round",
+            "problem",
+            "hinted",
+            "sample_index",
+            "finish_reason",
+            "num_tokens",
+            "num_tool_calls",
+            "is_correct",
+            "flag_count",
+            "candidate",
+            "review_status",
+            "version",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class FlagSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Flag
+        fields = ["kind", "message", "segment_index", "start", "end"]
+
+
+class SegmentSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=["think", "hint", "code", "output", "answer"])
+    start = serializers.IntegerField()
+    end = serializers.IntegerField()
+    text = serializers.CharField(trim_whitespace=False)
+
+
+class ScoreSerializer(serializers.Serializer):
+    correct = serializers.BooleanField(allow_null=True)
+    answer = serializers.CharField(allow_blank=True)
+    details = serializers.DictField()
+
+
+class TrajectoryDetailSerializer(TrajectorySerializer):
+    segments = serializers.SerializerMethodField()
+    score = serializers.SerializerMethodField()
+    flags = FlagSerializer(many=True, read_only=True)
+
+    class Meta(TrajectorySerializer.Meta):
+        fields = [
+            *TrajectorySerializer.Meta.fields,
+            "text",
+            "original_text",
+            "hints",
+            "error",
+            "timings",
+            "review_reason",
+            "reviewed_at",
+            "segments",
+            "score",
+            "flags",
+        ]
+
+    @extend_schema_field(SegmentSerializer(many=True))
+    def get_segments(self, trajectory: Trajectory) -> list[dict[str, Any]]:
+        segments = parse(trajectory.text, hints=trajectory.hints or None)
+        return [
+            {"index": i, "kind": s.kind, "start": start, "end": end, "text": s.text}
+            for i, (s, (start, end)) in enumerate(
+                zip(segments, segment_spans(segments), strict=True)
+            )
+        ]
+
+    @extend_schema_field(ScoreSerializer)
+    def get_score(self, trajectory: Trajectory) -> dict[str, Any]:
+        return {
+            "correct": trajectory.is_correct,
+            "answer": trajectory.extracted_answer,
+            "details": trajectory.score_details,
+        }
+
+
+# --- Datasets ---------------------------------------------------------------------------------
+
+
+class DatasetSerializer(serializers.ModelSerializer):
+    latest_version = serializers.IntegerField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Dataset
+        fields = ["name", "kind", "description", "created_at", "latest_version"]
+
+
+class DatasetVersionSerializer(serializers.ModelSerializer):
+    dataset = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+
+    class Meta:
+        model = DatasetVersion
+        fields = [
+            "dataset",
+            "number",
+            "content_hash",
+            "size",
+            "rules",
+            "funnel",
+            "created_by",
+            "created_at",
+        ]
+
+
+class FreezeSerializer(serializers.Serializer):
+    rounds = serializers.PrimaryKeyRelatedField(
+        many=True,
+        queryset=Round.objects.all(),
+        required=False,
+        help_text="Only trajectories of these rounds (default: every round).",
+    )
+
+
+class DiffSerializer(serializers.Serializer):
+    old = serializers.IntegerField()
+    new = serializers.IntegerField()
+    added = serializers.ListField(child=serializers.IntegerField())
+    removed = serializers.ListField(child=serializers.IntegerField())
+    changed = serializers.ListField(child=serializers.IntegerField())
+
+
+class ExportQuerySerializer(serializers.Serializer):
+    format = serializers.ChoiceField(
+        choices=["messages", "prompt_completion", "parquet"], default="messages"
+    )
+
+
+class DiffQuerySerializer(serializers.Serializer):
+    against = serializers.IntegerField(
+        min_value=1, help_text="The other version's number (usually the previous one)."
+    )
+
+
+# --- SFT jobs ---------------------------------------------------------------------------------
+
+
+@extend_schema_field(sft_config_schema())
+class SFTConfigField(serializers.DictField):
+    """Hyperparameter overrides: the keys of training.config, checked as the runner reads them."""
+
+
+def validate_sft_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Check hyperparameter overrides as the runner will read them (training.config): unknown
+    keys, wrong types and impossible values are refused at launch, not when the job starts."""
+    reserved = sorted(set(config) & set(RESERVED_SFT_KEYS))
+    if reserved:
+        raise serializers.ValidationError(f"{reserved} are set by the job, not in its config")
+    try:
+        cfg = config_from_dict(config)
+    except ConfigError as exc:
+        raise serializers.ValidationError(str(exc)) from None
+    # validate() wants the dataset file to exist: any file stands in for the one the runner writes.
+    probe = {"model_name_or_path": "base", "dataset": __file__, "output_dir": "out"}
+    try:
+        config_from_dict({**cfg.to_dict(), **probe}).validate()
+    except ConfigError as exc:
+        raise serializers.ValidationError(str(exc)) from None
+    return config
+
+
+class SFTJobSerializer(serializers.ModelSerializer):
+    dataset = serializers.CharField(
+        write_only=True, help_text="Dataset name (with `version`, the frozen version to train on)."
+    )
+    version = serializers.IntegerField(write_only=True, min_value=1)
+    dataset_version = serializers.StringRelatedField(read_only=True)
+    base_policy = serializers.SlugRelatedField(slug_field="name", queryset=Policy.objects.all())
+    output_policy = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    config = SFTConfigField(required=False, default=dict)
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = SFTJob
+        fields = [
+            "id",
+            "dataset",
+            "version",
+            "dataset_version",
+            "base_policy",
+            "output_name",
+            "config",
+            "status",
+            "step",
+            "total_steps",
+            "progress",
+            "metrics",
+            "error",
+            "output_policy",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = [
+            "status",
+            "step",
+            "total_steps",
+            "metrics",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+    def validate_config(self, value: dict[str, Any]) -> dict[str, Any]:
+        return validate_sft_config(value)
+
+    @extend_schema_field(serializers.FloatField(allow_null=True))
+    def get_progress(self, job: SFTJob) -> float | None:
+        return job.step / job.total_steps if job.total_steps else None
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        name, number = attrs.pop("dataset"), attrs.pop("version")
+        version = (
+            DatasetVersion.objects.filter(dataset__name=name, number=number)
+            .select_related("dataset")
+            .first()
+        )
+        if version is None:
+            raise serializers.ValidationError({"version": f"dataset {name!r} has no v{number}"})
+        attrs["dataset_version"] = version
+        return attrs
+
+
+class SFTMetricsSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    step = serializers.IntegerField()
+    total_steps = serializers.IntegerField()
+    metrics = serializers.DictField()
+    history = serializers.ListField(child=serializers.DictField())
