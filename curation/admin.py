@@ -31,7 +31,7 @@ from curation.datasets import (
     select_seed_candidates,
     select_start_candidates,
 )
-from curation.hints import HINTS, HintConfig
+from curation.hints import HintConfig
 from curation.importing import MAX_REPORTED_ERRORS, problem_set_import_upload
 from curation.models import (
     Candidate,
@@ -188,11 +188,15 @@ class HintTemplateAdmin(admin.ModelAdmin):
 # --- Rounds -----------------------------------------------------------------------------------
 
 
+def _hint_choices() -> list[tuple[str, str]]:
+    return [(h.name, f"{h.name} ({h.domain})") for h in services.hint_library()]
+
+
 class RoundForm(forms.ModelForm):
     """A round's settings, with its hint and tool configs as fields instead of raw JSON."""
 
     hints = forms.MultipleChoiceField(
-        choices=[(h.name, f"{h.name} ({h.domain})") for h in HINTS],
+        choices=_hint_choices,
         widget=forms.CheckboxSelectMultiple,
         required=False,
         help_text="Hinted samples draw among the chosen hints of their problem's domain.",
@@ -296,7 +300,8 @@ class RoundForm(forms.ModelForm):
                     "end_of_thinking": data.get("end_of_thinking", False),
                     "end_repeats": data.get("end_repeats", 1),
                     "max_tool_calls": data.get("max_tool_calls", 6),
-                }
+                },
+                known_hints=[h.name for h in services.hint_library()],
             ).to_dict()
         except ValueError as exc:
             raise forms.ValidationError(str(exc)) from None

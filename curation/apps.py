@@ -8,5 +8,7 @@ class CurationConfig(AppConfig):
 
     def ready(self) -> None:
         from curation.roles import sync_roles
+        from curation.services import hint_templates_seed
 
         post_migrate.connect(sync_roles, sender=self)
+        post_migrate.connect(hint_templates_seed, sender=self)

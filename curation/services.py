@@ -13,12 +13,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from curation import checks, scoring
-from curation.hints import HintConfig
+from curation.hints import HINTS, Hint, HintConfig
 from curation.models import (
     ACTIVE_STATUSES,
     ChunkStatus,
     DatasetVersion,
     Flag,
+    HintTemplate,
     Policy,
     Problem,
     ProblemSet,
@@ -154,7 +155,8 @@ def round_create(
     if kind not in RoundKind.values:
         raise ValueError(f"kind must be one of {RoundKind.values}, got {kind!r}")
     settings = {**ROUND_DEFAULTS[kind], **{k: v for k, v in options.items() if v is not None}}
-    HintConfig.from_dict(settings.get("hint_config") or {})
+    known_hints = [hint.name for hint in hint_library()]
+    HintConfig.from_dict(settings.get("hint_config") or {}, known_hints=known_hints)
     unknown_tools = set(settings.get("tool_config") or {}) - TOOL_CONFIG_KEYS
     if unknown_tools:
         raise ValueError(
@@ -375,3 +377,25 @@ def sft_jobs_orphaned(*, worker: str) -> int:
         error="the worker stopped during training (killed or crashed); launch the job again",
         finished_at=timezone.now(),
     )
+
+
+# --- Hint templates ---------------------------------------------------------------------------
+
+
+def hint_templates_seed(**_kwargs) -> None:
+    """Create a template for each built-in hint that has none; runs after every `migrate`.
+
+    Existing templates are left alone, so an admin's rephrasing survives upgrades.
+    """
+    for hint in HINTS:
+        HintTemplate.objects.get_or_create(
+            name=hint.name, defaults={"domain": hint.domain, "text": hint.text}
+        )
+
+
+def hint_library() -> list[Hint]:
+    """The hints rounds draw from: the enabled templates (built-in ones as rephrased by admins)."""
+    return [
+        Hint(name=t.name, domain=t.domain, text=t.text)
+        for t in HintTemplate.objects.filter(enabled=True).order_by("name")
+    ]

@@ -24,7 +24,7 @@ from curation.models import (
     Split,
     Trajectory,
 )
-from curation.services import round_create
+from curation.services import hint_library, round_create
 from curation.trajectory import parse, segment_spans
 from training.config import ConfigError, config_from_dict
 from webapp.api.schema import RESERVED_SFT_KEYS, sft_config_schema
@@ -214,7 +214,7 @@ class RoundSerializer(serializers.ModelSerializer):
         if not isinstance(value, dict):
             raise serializers.ValidationError("expected an object of hint settings")
         try:
-            config = HintConfig.from_dict(value)  # the built-in library, as the workers read it
+            config = HintConfig.from_dict(value, known_hints=[h.name for h in hint_library()])
         except (TypeError, ValueError) as exc:
             raise serializers.ValidationError(str(exc)) from None
         return config.to_dict()
