@@ -274,6 +274,11 @@ def _single_trajectory(rng: random.Random, question: str, step: _Step) -> Sample
     return Sample(problem, text, final == truth)
 
 
+def _substitute(expression: str, values: dict[str, str]) -> str:
+    """``a + b`` with each one-letter name replaced by ``(value)``."""
+    return "".join(f"({values[c]})" if c in values else c for c in expression)
+
+
 def _multi_trajectory(rng: random.Random, question: str, steps: list[tuple[str, _Step]]) -> Sample:
     values: dict[str, str] = {}
     text = THINK_START + "I will compute each value in turn.\n"
@@ -284,17 +289,18 @@ def _multi_trajectory(rng: random.Random, question: str, steps: list[tuple[str, 
         text += f"{'Next' if i else 'First'}, {name} = {step.phrase}.\n"
         text += code_text + out_text + f"So {name} = {values[name]}.\n"
     combined = steps[-1][1].phrase
-    substituted = combined
-    for name in sorted(values, key=len, reverse=True):
-        substituted = substituted.replace(name, f"({values[name]})")
-    final_code = f"print({substituted})"
+    final_code = f"print({_substitute(combined, values)})"
     code_text, out_text = _executed(final_code)
     value = _number(_run(final_code))
     truth = value
     final = _wrong(value, rng) if slip else value
-    text += (
-        f"Now {combined}.\n" + code_text + out_text + f"So {combined} = {value}." + _answer(final)
-    )
+    text += f"Now {combined}.\n" + code_text + out_text + f"So {combined} = {value}."
+    if rng.random() < 0.3:  # an end-of-thinking hint: check the whole computation again
+        check = "print(" + _substitute(combined, {n: s.phrase for n, s in steps[:-1]}) + ")"
+        code_text, out_text = _executed(check)
+        text += "\n" + hint_text(_math_hint(rng)) + "\n" + code_text[len(CODE_FENCE) + 1 :]
+        text += out_text + f"So the result is {_number(_run(check))}."
+    text += _answer(final)
     problem = ProblemSpec(domain="math", prompt=question, answer=truth)
     return Sample(problem, text, final == truth)
 

