@@ -394,8 +394,9 @@ def hint_templates_seed(**_kwargs) -> None:
 
 
 def hint_library() -> list[Hint]:
-    """The hints rounds draw from: the enabled templates (built-in ones as rephrased by admins)."""
+    """The hints rounds draw from: the enabled templates (built-in ones as rephrased by admins),
+    the paper's first and in its order."""
     return [
         Hint(name=t.name, domain=t.domain, text=t.text)
-        for t in HintTemplate.objects.filter(enabled=True).order_by("name")
+        for t in HintTemplate.objects.filter(enabled=True).order_by("id")
     ]

@@ -12,7 +12,7 @@ from curation.models import Policy, ProblemSet, Round, RoundChunk, RunStatus, Tr
 from curation.trajectory import parse
 from tests.conftest import purge_queues, start_worker, stop_worker, wait_until
 from workers import sandbox
-from workers.rounds import run_chunk
+from workers.celery import app as celery_app
 
 pytestmark = [pytest.mark.vllm, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -79,7 +79,9 @@ def test_cancelling_a_round_stops_its_chunks(celery_worker, tiny_policy):
     services.round_cancel(round=round_)
     assert _finished(round_, timeout=120).status == RunStatus.CANCELLED
     # Chunks wind down within a poll or two; nothing close to the full round gets stored.
-    wait_until(lambda: not RoundChunk.objects.filter(round=round_, status="running").exists(), 60)
+    wait_until(
+        lambda: not RoundChunk.objects.filter(round=round_, status="running").exists(), timeout=60
+    )
     assert Trajectory.objects.filter(round=round_).count() < round_.total
 
 
@@ -88,9 +90,10 @@ def test_an_unreachable_engine_fails_the_round_fast_with_one_clear_message(tiny_
     round_ = services.round_create(
         name="no-engine", kind="seed", policy=tiny_policy, problem_sets=[_problem_set("two", 2)]
     )
-    services.round_launch(round=round_, chunk_size=8)
-    purge_queues()  # no worker here: run the chunk in this process instead
-    run_chunk(round_.chunks.get().pk)
+    with pytest.MonkeyPatch.context() as patch:
+        # Run the chunk task in this process, where the engine settings above apply.
+        patch.setitem(celery_app.conf, "task_always_eager", True)
+        services.round_launch(round=round_, chunk_size=8)
     round_.refresh_from_db()
     assert round_.status == RunStatus.FAILED
     assert "engine unavailable" in round_.error and "127.0.0.1:9" in round_.error
