@@ -26,7 +26,8 @@ cleanup() {
 trap cleanup INT TERM EXIT
 
 # vLLM spawns processes, which Celery's prefork children may not: the rollout worker is solo.
-$PY -m celery -A workers worker -Q rollout,train --pool solo -n rollout@%h -l warning &
+# Its sandbox gets more slots than cores: tool calls wait on I/O while vLLM holds the CPUs.
+SANDBOX_POOL_SIZE=8 $PY -m celery -A workers worker -Q rollout,train --pool solo -n rollout@%h -l warning &
 pids+=($!)
 $PY -m celery -A workers worker -Q default,sandbox --pool threads -c 2 -n default@%h -l warning &
 pids+=($!)

@@ -56,9 +56,11 @@ def engine_config(round: Round) -> EngineConfig:
 def tool_config(round: Round) -> ToolConfig:
     options = round.tool_config
     limits = sandbox.Limits.from_tool_config(options)
+    # The admin's hint form sets the cap in the hint config; an explicit tool config wins.
+    max_calls = options.get("max_calls", HintConfig.from_dict(round.hint_config).max_tool_calls)
     return ToolConfig(
         runner=functools.partial(sandbox.arun, limits=limits),
-        max_calls=int(options.get("max_calls", 6)),
+        max_calls=int(max_calls),
         notebook=bool(options.get("notebook", False)),
     )
 

@@ -91,13 +91,14 @@ class Run:
 
 async def interleaved(engine, batch: Sequence[RolloutJob], tools: ToolConfig, concurrency) -> Run:
     started = time.perf_counter()
-    results = [
-        result
-        async for _, result in run_many(
+    done = [
+        (job.key, result)
+        async for job, result in run_many(
             engine, batch, tools=tools, sampling=SAMPLING, concurrency=concurrency
         )
     ]
     wall_s = time.perf_counter() - started
+    results = [result for _, result in sorted(done, key=lambda item: item[0])]  # in job order
     return Run(sum(r.generated_tokens for r in results), wall_s, results)
 
 
@@ -236,14 +237,46 @@ async def rounds(engine, batch: Sequence[RolloutJob], execute) -> Run:
 # -- the benchmark -------------------------------------------------------------------------------
 
 
-def cache_figures(results: Sequence[RolloutResult], block_size: int) -> tuple[float, float]:
-    resumed = [req for result in results for req in result.resumed_requests]
-    prompt = sum(r.prompt_tokens for r in resumed)
-    cached = sum(r.cached_tokens or 0 for r in resumed)
-    bound = sum(
-        min(r.reusable_tokens, r.prompt_tokens - 1) // block_size * block_size for r in resumed
-    )
-    return cached / prompt, bound / prompt
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def cache_figures(
+    tokenizer, batch: Sequence[RolloutJob], results: Sequence[RolloutResult], block_size: int
+) -> dict[str, float]:
+    """Prefix-cache figures over resumed requests (``results`` in ``batch`` order).
+
+    The bound: whole blocks of the longest prefix some earlier request could have left in the
+    cache, i.e. the trajectory's previous request (``reusable_tokens``) or, for a problem that
+    appears twice, anything its twin wrote (sampling parts them, but not always at once).
+    """
+    sequences = [
+        tokenizer.encode(job.prompt, add_special_tokens=False) + result.completion_ids
+        for job, result in zip(batch, results, strict=True)
+    ]
+    prompt = cached = bound = recomputed = 0
+    for i, (job, result) in enumerate(zip(batch, results, strict=True)):
+        twins = [s for j, s in enumerate(sequences) if j != i and batch[j].prompt == job.prompt]
+        for request in result.resumed_requests:
+            own = sequences[i][: request.prompt_tokens]
+            reusable = max([request.reusable_tokens] + [_common_prefix(t, own) for t in twins])
+            prompt += request.prompt_tokens
+            cached += request.cached_tokens or 0
+            recomputed += request.prompt_tokens - (request.cached_tokens or 0)
+            bound += min(reusable, request.prompt_tokens - 1) // block_size * block_size
+    generated = sum(r.generated_tokens for r in results)
+    return {
+        "rollout.prefix_cache_hit_rate": cached / prompt,
+        "rollout.prefix_cache_bound": bound / prompt,
+        # Prompt tokens the resumes computed again (block tails, hints, outputs) per generated
+        # token: work plain generation never does, with short trajectories a large share.
+        "rollout.resume_prefill_per_generated_token": recomputed / generated,
+    }
 
 
 async def _bench(engine, log: Callable[[str], None]) -> dict[str, float]:
@@ -271,7 +304,9 @@ async def _bench(engine, log: Callable[[str], None]) -> dict[str, float]:
                     engine, batch[:: N_TRAJECTORIES // N_SEQUENTIAL], warm_tools, 1
                 )
         async_tps = runs["interleaved"].tokens_per_s
-        hit, bound = cache_figures(runs["interleaved"].results, engine.block_size)
+        cache = cache_figures(
+            engine.tokenizer, batch, runs["interleaved"].results, engine.block_size
+        )
         calls = [len(r.tool_calls) for r in runs["interleaved"].results]
         figures = {
             "rollout.interleaved_over_plain": async_tps / runs["plain"].tokens_per_s,
@@ -279,8 +314,7 @@ async def _bench(engine, log: Callable[[str], None]) -> dict[str, float]:
             "rollout.async_over_rounds_same_runner": async_tps
             / runs["rounds_same_runner"].tokens_per_s,
             "rollout.async_over_sequential": async_tps / runs["sequential"].tokens_per_s,
-            "rollout.prefix_cache_hit_rate": hit,
-            "rollout.prefix_cache_bound": bound,
+            **cache,
             "rollout.tool_calls_mean": statistics.mean(calls),
             "rollout.tool_calls_min": min(calls),
             "rollout.tool_calls_max": max(calls),

