@@ -31,6 +31,12 @@ def open_page(browser, live_server, username):
     return page
 
 
+def settled(page):
+    """Wait until htmx has no request, swap or settle in flight (the editor arrives by a swap)."""
+    busy = ".htmx-request, .htmx-swapping, .htmx-settling, .htmx-added"
+    page.wait_for_function(f"() => !document.querySelector('{busy}')")
+
+
 def cell_index(trajectory, number):
     kinds = [s.kind for s in review.trajectory_segments(trajectory)]
     return [i for i, k in enumerate(kinds) if k == "code"][number - 1]
@@ -57,6 +63,7 @@ def test_review_a_trajectory_from_claim_to_approval(browser, live_server):
     page.click(f"#seg-{index} .seg-actions >> text=Edit")
     editor = page.locator(f"#seg-{index} textarea")
     expect(editor).to_be_focused()
+    settled(page)
     editor.fill("for i in range(3):")
     editor.press("End")
     editor.press("Enter")
@@ -155,6 +162,7 @@ def test_a_trajectory_full_of_markup_stays_inert(browser, live_server):
     editor = page.locator("textarea")
     expect(editor).to_have_value(re.compile(r"<script>alert\(4\)</script>"))
     expect(editor).to_be_focused()  # the editor takes focus once swapped in
+    settled(page)
     page.keyboard.press("Escape")
     expect(editor).not_to_be_focused()
     page.click("[data-key=d]")  # the diff view renders the markup as text too
