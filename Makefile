@@ -13,12 +13,14 @@ STAMP := $(VENV)/.installed
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/start_curation
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: help setup system-deps venv services tiny-policy lint test demo bench clean
+.PHONY: help setup system-deps venv services tiny-policy lint test test-fast test-other-isa demo \
+	bench clean
 
 help:
-	@echo "make demo   set everything up and run the app at http://127.0.0.1:8000 (Ctrl-C stops it)"
-	@echo "make test   set everything up and run the whole suite on Postgres and Redis"
-	@echo "make bench  run the benchmarks, write .bench/results.json"
+	@echo "make demo       set everything up and run the app at http://127.0.0.1:8000 (Ctrl-C stops it)"
+	@echo "make test       set everything up and run the whole suite on Postgres and Redis (CI's command)"
+	@echo "make test-fast  the tests that need no vLLM engine, browser or Celery worker (after every change)"
+	@echo "make bench      run the benchmarks, write .bench/results.json"
 
 setup: system-deps venv
 
@@ -52,6 +54,25 @@ test: setup services tiny-policy lint
 	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) manage.py makemigrations --check --dry-run
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
 		$(PY) -m pytest
+	@$(MAKE) --no-print-directory test-other-isa
+
+# The developers' lane: no engine, no browser, no worker; Postgres and Redis as in `make test`.
+FAST_MARKERS := not vllm and not browser and not worker
+test-fast: venv services
+	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
+		$(PY) -m pytest -q -m "$(FAST_MARKERS)"
+
+# Greedy decoding takes other tokens on another instruction set; the rollout tests must not care.
+# On an AVX-512 machine they run again with torch, oneDNN and MKL held to AVX2.
+test-other-isa: venv
+	@if grep -qw avx512f /proc/cpuinfo; then \
+		echo "Rollout tests again with the engine held to AVX2"; \
+		ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+			DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
+			$(PY) -m pytest -q tests/workers/test_rollout.py; \
+	else \
+		echo "No AVX-512 here: the suite's run already used AVX2"; \
+	fi
 
 demo: setup tiny-policy
 	@scripts/demo.sh

@@ -175,6 +175,10 @@ class _Cancelled(Exception):
     pass
 
 
+class _OutOfBudget(Exception):
+    """What the rollout was about to append does not fit the token budget or the context."""
+
+
 def chat_prompt(tokenizer: Any, user: str, *, system: str | None = None) -> str:
     """The prompt text for one user turn, through the tokenizer's chat template."""
     messages = [{"role": "system", "content": system}] if system else []
@@ -334,12 +338,20 @@ class RolloutState:
         last = self._last_segment()
         return last is not None and last.kind == "code" and not last.closed
 
-    def _append(self, piece: str) -> tuple[int, int]:
-        start = len(self.result.text)
-        ids = _encode(self.tokenizer, piece)
-        self.result.text += piece
-        self.result.completion_ids += ids
-        self.result.appended_tokens += len(ids)
+    def _append(self, *pieces: str) -> tuple[int, int]:
+        """Append the rollout's own text (hints, output blocks, notices), all or nothing.
+
+        Returns the char offsets of the last piece. Raises _OutOfBudget, appending nothing,
+        when the pieces do not fit what is left of the budget and the context.
+        """
+        encoded = [_encode(self.tokenizer, piece) for piece in pieces]
+        if sum(map(len, encoded)) > self.room():
+            raise _OutOfBudget
+        for piece, ids in zip(pieces, encoded, strict=True):
+            start = len(self.result.text)
+            self.result.text += piece
+            self.result.completion_ids += ids
+            self.result.appended_tokens += len(ids)
         return start, len(self.result.text)
 
     def stops(self) -> tuple[str, ...]:
@@ -354,14 +366,18 @@ class RolloutState:
                 stops.append(THINK_END)
         return tuple(stops)
 
-    # -- engine -----------------------------------------------------------------------------
-    async def generate(self) -> Generation | None:
-        """One request; None when the context or the token budget is used up."""
+    def room(self) -> int:
+        """Completion tokens still allowed: by the budget and by the context, whichever is less."""
         used = len(self.result.completion_ids)
-        room = min(
+        return min(
             self.sampling.max_new_tokens - used,
             self.engine.max_model_len - len(self.prompt_ids) - used,
         )
+
+    # -- engine -----------------------------------------------------------------------------
+    async def generate(self) -> Generation | None:
+        """One request; None when the context or the token budget is used up."""
+        room = self.room()
         if room <= 0:
             return None
         params = GenerationParams(
@@ -393,8 +409,14 @@ class RolloutState:
     def commit(self, generation: Generation, text: str) -> None:
         """Add what the model wrote (``text``: its output, perhaps with a stop string cut off)."""
         ids = align_ids(self.tokenizer, generation.token_ids, text)
+        over = len(ids) - self.room()
+        if over > 0:  # re-tokenized text can take more ids than the engine generated
+            ids = ids[: len(ids) - over]
+            text = _decode(self.tokenizer, ids)
         self.result.text += text
         self.result.completion_ids += ids
+        if over > 0:
+            raise _OutOfBudget
 
     # -- actions at a stop ------------------------------------------------------------------
     def pending_code(self) -> str | None:
@@ -407,14 +429,13 @@ class RolloutState:
     async def run_code(self, code: str) -> str | None:
         """Run ``code`` and append its output block; a finish reason when the loop must end."""
         assert self.tools is not None
-        if not self.text.endswith("\n"):
-            self._append("\n")
+        newline = "" if self.text.endswith("\n") else "\n"
         if len(self.result.tool_calls) >= self.tools.max_calls:
             if self.notice_given:
                 return "max_tool_calls"
             self.notice_given = True
             notice = self.tools.limit_notice.format(max_calls=self.tools.max_calls)
-            start, end = self._append(output_block(notice))
+            start, end = self._append(newline, output_block(notice))
             self.result.tool_calls.append(ToolCall(code, notice, None, "limit", 0.0, start, end))
             return None
         kwargs = {"session": self.session} if self.tools.notebook else {}
@@ -429,7 +450,7 @@ class RolloutState:
         wall_s = time.perf_counter() - started
         self.result.tool_s += wall_s
         body = execution.as_output_block_text()
-        start, end = self._append(output_block(body))
+        start, end = self._append(newline, output_block(body))
         self.result.tool_calls.append(
             ToolCall(code, body, execution.exit_code, execution.reason, wall_s, start, end)
         )
@@ -439,9 +460,7 @@ class RolloutState:
         assert self.hints is not None
         hint = pick_hint(self.hints, rng=self.rng, problem=self.problem)
         text = hint_text(hint, self.problem)
-        if prefix:
-            self._append(prefix)
-        start, end = self._append(text)
+        start, end = self._append(prefix, text)
         self.result.hints.append(HintInsertion(hint.name, site, start, end, text))
 
     def at_conjunction(self, conjunction: str) -> None:
@@ -475,15 +494,18 @@ class RolloutState:
         text, stop = generation.text, generation.stop_reason
         if stop in (OUTPUT_FENCE, THINK_END) and text.endswith(stop):
             text = text[: -len(stop)]  # cut off: never kept (``</think>`` only withheld)
-        self.commit(generation, text)
-        if generation.finish_reason == "length":
-            self.result.finish_reason = "length"
-            return True
-        if generation.finish_reason != "stop":
-            self.result.finish_reason = "engine_error"
-            self.result.error = f"the engine ended the request: {generation.finish_reason}"
-            return True
-        finish = await self.after_stop(stop)
+        try:
+            self.commit(generation, text)
+            if generation.finish_reason == "length":
+                self.result.finish_reason = "length"
+                return True
+            if generation.finish_reason != "stop":
+                self.result.finish_reason = "engine_error"
+                self.result.error = f"the engine ended the request: {generation.finish_reason}"
+                return True
+            finish = await self.after_stop(stop)
+        except _OutOfBudget:
+            finish = "length"  # a hint or an output block that does not fit ends it here
         if finish is not None:
             self.result.finish_reason = finish
             return True

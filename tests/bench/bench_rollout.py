@@ -279,6 +279,11 @@ def cache_figures(
     }
 
 
+def over_budget(result: RolloutResult) -> bool:
+    completion = len(result.completion_ids)
+    return completion > MAX_NEW_TOKENS or result.prompt_tokens + completion > MAX_MODEL_LEN
+
+
 async def _bench(engine, log: Callable[[str], None]) -> dict[str, float]:
     batch = jobs(engine.tokenizer)
     warm_tools = ToolConfig(runner=sandbox.arun)
@@ -319,6 +324,10 @@ async def _bench(engine, log: Callable[[str], None]) -> dict[str, float]:
             "rollout.tool_calls_min": min(calls),
             "rollout.tool_calls_max": max(calls),
             "rollout.tokens": runs["interleaved"].tokens,
+            # Trajectories past their token budget or the context, in any mode: must stay 0.
+            "rollout.over_budget": sum(
+                over_budget(result) for run in runs.values() for result in run.results
+            ),
         }
         figures.update({f"rollout.{m}_tokens_per_s": run.tokens_per_s for m, run in runs.items()})
         log(f"repetition {rep + 1}: " + json.dumps({k: round(v, 3) for k, v in figures.items()}))

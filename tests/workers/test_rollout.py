@@ -14,6 +14,8 @@ import random
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from curation.hints import HintConfig
 from curation.problems import ProblemSpec
@@ -23,6 +25,7 @@ from training.tiny_policy import build_tiny_policy, sample_problems
 from workers import sandbox
 from workers.engines import EngineConfig, EngineError, EngineUnavailable, Generation
 from workers.rollout import (
+    CODE_CLOSE_STOP,
     FINISH_REASONS,
     RolloutJob,
     RolloutResult,
@@ -87,14 +90,18 @@ def collect(loop, engine, jobs, **kwargs) -> list[tuple[RolloutJob, RolloutResul
     return loop.run_until_complete(go())
 
 
-def check_invariants(tokenizer, result: RolloutResult) -> None:
+def check_invariants(
+    tokenizer, result: RolloutResult, *, max_new_tokens: int, max_model_len: int = MAX_MODEL_LEN
+) -> None:
     """What every trajectory satisfies, whatever the model wrote."""
     text = result.text
     assert result.finish_reason in FINISH_REASONS
     assert render(parse(text)) == text
     # The ids the next resume would send decode to exactly the text (prefix-cache resumes).
     assert tokenizer.decode(result.completion_ids, skip_special_tokens=False) == text
-    assert result.prompt_tokens + len(result.completion_ids) <= MAX_MODEL_LEN + 400
+    # The budget holds for everything in the completion: generated and appended alike.
+    assert len(result.completion_ids) <= max_new_tokens
+    assert result.prompt_tokens + len(result.completion_ids) <= max_model_len
     for hint in result.hints:
         assert text[hint.start : hint.end] == hint.text
     for call in result.tool_calls:
@@ -126,7 +133,7 @@ def test_hinted_rollouts_hold_real_outputs_of_the_code_they_ran(engine, hinted):
     calls = [call for _, result in hinted for call in result.tool_calls]
     assert len(calls) >= 6, [r.text for _, r in hinted]
     for _, result in hinted:
-        check_invariants(engine.tokenizer, result)
+        check_invariants(engine.tokenizer, result, max_new_tokens=600)
         assert result.finish_reason in ("stop", "length", "max_tool_calls"), result.error
     for call in calls:
         assert call.wall_s > 0
@@ -174,7 +181,7 @@ def test_baseline_runs_the_code_the_model_writes_without_hints(loop, engine):
         sampling=Sampling(max_new_tokens=600),
     )
     for _, result in results:
-        check_invariants(engine.tokenizer, result)
+        check_invariants(engine.tokenizer, result, max_new_tokens=600)
         assert result.hints == []
     assert sum(len(r.tool_calls) for _, r in results) >= 4
 
@@ -190,29 +197,82 @@ def test_tools_off_runs_no_code_and_keeps_no_output_fence(loop, engine):
         sampling=Sampling(max_new_tokens=300),
     )
     for _, result in results:
-        check_invariants(engine.tokenizer, result)
+        check_invariants(engine.tokenizer, result, max_new_tokens=300)
         assert result.tool_calls == [] and OUTPUT_FENCE not in result.text
+
+
+def generation_from_text(tokenizer, text: str, params, prompt_tokens: int) -> Generation:
+    """What vLLM returns for a model that writes ``text``: cut after the earliest-ending stop
+    string (kept), or at max_tokens (-> "length"); no stop string hit reads as EOS."""
+    hits = [(text.find(s) + len(s), s) for s in params.stop if s in text]
+    stop = min(hits)[1] if hits else None
+    if stop is not None:
+        text = text[: min(hits)[0]]
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    finish = "stop"
+    if len(ids) > params.max_tokens:
+        ids, stop, finish = ids[: params.max_tokens], None, "length"
+        text = tokenizer.decode(ids)
+    return Generation(text, ids, finish, stop, prompt_tokens, 0, 0.0)
+
+
+class Steered:
+    """Fault injection around the real engine, to force a branch of the loop by construction.
+
+    The engine generates every request; ``steer(completion_so_far, generation)`` may replace
+    what it wrote with a fixed continuation (None keeps it), cut at the request's stop strings
+    and max_tokens as vLLM would. The branch is then taken whichever tokens this CPU's numerics
+    made the engine pick.
+    """
+
+    def __init__(self, engine, steer) -> None:
+        self.engine, self.steer = engine, steer
+        self.tokenizer, self.max_model_len = engine.tokenizer, engine.max_model_len
+
+    async def generate(self, prompt_ids, params) -> Generation:
+        real = await self.engine.generate(prompt_ids, params)
+        completion = self.tokenizer.decode(prompt_ids, skip_special_tokens=False)
+        completion = completion.rsplit("<|im_start|>assistant\n", 1)[-1]
+        text = self.steer(completion, real)
+        if text is None:
+            return real
+        return generation_from_text(self.tokenizer, text, params, len(prompt_ids))
+
+
+CELL = "```python\nprint(6 * 7)\n```\n"
+END_OF_THINKING = "So it is 42.\n</think>\n\n\\boxed{42}"
 
 
 @pytest.mark.vllm
 def test_past_max_tool_calls_a_notice_then_the_trajectory_ends(loop, engine):
-    problems = sample_problems(6, seed=14, kind="multi")  # 2-4 code cells each
+    # Whatever the engine writes, each request is steered to a new cell: 1 runs, 1 gets the
+    # notice, the third ends the trajectory.
+    steered = Steered(engine, lambda completion, real: CELL)
+    problems = sample_problems(3, seed=14, kind="multi")
     results = collect(
         loop,
-        engine,
+        steered,
         jobs_for(engine.tokenizer, problems),
         tools=tools(max_calls=1),
         sampling=Sampling(max_new_tokens=600),
     )
-    limited = [r for _, r in results if len(r.tool_calls) > 1]
-    assert limited, [r.text for _, r in results]
-    for result in limited:
-        check_invariants(engine.tokenizer, result)
-        real, notice = result.tool_calls[0], result.tool_calls[1]
-        assert real.reason != "limit" and notice.reason == "limit"
-        assert "Tool-call limit (1) reached" in result.text
-        assert len(result.tool_calls) == 2
-    assert any(r.finish_reason == "max_tool_calls" for r in limited)
+    assert len(results) == 3
+    for _, result in results:
+        check_invariants(engine.tokenizer, result, max_new_tokens=600)
+        real, notice = result.tool_calls
+        assert real.reason is None and real.output == "42"
+        assert notice.reason == "limit" and "Tool-call limit (1) reached" in notice.output
+        assert result.finish_reason == "max_tool_calls"
+        assert len(result.requests) == 3
+
+
+def steer_to_end_of_thinking(completion: str, real: Generation) -> str | None:
+    """Keep the engine's code after a hint (real cells, really run); otherwise end the thinking
+    (or, after a hint whose cell the engine did not close, close one for it)."""
+    after_hint = completion.endswith("```python")
+    if after_hint and real.stop_reason == CODE_CLOSE_STOP and THINK_END not in real.text:
+        return None
+    return "\nprint(6 * 7)\n```\n" if after_hint else END_OF_THINKING
 
 
 @pytest.mark.vllm
@@ -221,20 +281,42 @@ def test_test_time_scaling_repeats_the_end_hint(loop, engine):
     config = HintConfig(conjunction_probability=0.0, end_repeats=3)
     results = collect(
         loop,
-        engine,
+        Steered(engine, steer_to_end_of_thinking),
         jobs_for(engine.tokenizer, problems, hint_config=config),
         tools=tools(),
         sampling=Sampling(max_new_tokens=900),
     )
+    assert len(results) == 4
     for _, result in results:
-        check_invariants(engine.tokenizer, result)
-        ends = [h for h in result.hints if h.site == "end"]
-        assert len(ends) <= 3
-        ended_thinking = any(seg.kind == "answer" for seg in parse(result.text))
-        if result.finish_reason == "stop" and ended_thinking:
-            # (A </think> inside an unclosed code block gets no hint: it is given back.)
-            assert len(ends) == 3, result.text
-    assert any(len(r.hints) == 3 for _, r in results)
+        check_invariants(engine.tokenizer, result, max_new_tokens=900)
+        assert result.finish_reason == "stop", result.error
+        # Each withheld </think> got an end hint, three times; the fourth ends the thinking.
+        assert [h.site for h in result.hints] == ["end"] * 3
+        assert len(result.tool_calls) == 3, result.text
+        assert result.text.endswith(END_OF_THINKING)
+        assert result.text.count("</think>") == 1
+
+
+@pytest.mark.vllm
+def test_appended_hints_and_outputs_never_pass_the_token_budget(loop, engine):
+    # End hints at every chance and outputs near the clip size: the loop must stop at the
+    # budget instead of appending past it (a hint or output that does not fit ends with length).
+
+    def steer(completion: str, real: Generation) -> str:
+        return "\nprint('x' * 5000)\n```\n" if completion.endswith("```python") else "Done.</think>"
+
+    config = HintConfig(conjunction_probability=0.0, end_repeats=8)
+    for budget in (150, 400):
+        results = collect(
+            loop,
+            Steered(engine, steer),
+            jobs_for(engine.tokenizer, sample_problems(2, seed=22), hint_config=config),
+            tools=tools(),
+            sampling=Sampling(max_new_tokens=budget),
+        )
+        for _, result in results:
+            check_invariants(engine.tokenizer, result, max_new_tokens=budget)
+            assert result.finish_reason == "length"
 
 
 @pytest.mark.vllm
@@ -258,7 +340,7 @@ def test_sampling_with_a_seed_is_reproducible(loop, engine):
 
     first, again = loop.run_until_complete(twice())
     assert first.text == again.text
-    check_invariants(engine.tokenizer, first)
+    check_invariants(engine.tokenizer, first, max_new_tokens=300)
 
 
 @pytest.mark.vllm
@@ -280,7 +362,7 @@ def test_the_token_budget_ends_with_length(loop, engine):
     )
     assert result.finish_reason == "length"
     assert result.generated_tokens <= 40
-    check_invariants(engine.tokenizer, result)
+    check_invariants(engine.tokenizer, result, max_new_tokens=40)
 
 
 class FaultyEngine:
@@ -307,7 +389,7 @@ def test_an_engine_error_ends_the_trajectory_and_keeps_its_text(loop, engine):
     assert result.finish_reason == "engine_error"
     assert result.error == "server answered HTTP 500"
     assert len(result.requests) == 1 and result.text  # the first turn is kept
-    check_invariants(engine.tokenizer, result)
+    check_invariants(engine.tokenizer, result, max_new_tokens=Sampling().max_new_tokens)
 
 
 @pytest.mark.vllm
@@ -388,16 +470,7 @@ class ScriptedEngine:
     async def generate(self, prompt_ids, params) -> Generation:
         self.prompts.append(list(prompt_ids))
         text = self.script.pop(0) if self.script else ""
-        hits = [(text.find(s) + len(s), s) for s in params.stop if s in text]
-        stop = min(hits)[1] if hits else None
-        if stop is not None:
-            text = text[: min(hits)[0]]
-        ids = self.tokenizer.encode(text, add_special_tokens=False)
-        finish = "stop"
-        if len(ids) > params.max_tokens:
-            ids, stop, finish = ids[: params.max_tokens], None, "length"
-            text = self.tokenizer.decode(ids)
-        return Generation(text, ids, finish, stop, len(prompt_ids), 0, 0.0)
+        return generation_from_text(self.tokenizer, text, params, len(prompt_ids))
 
 
 @pytest.fixture(scope="module")
@@ -412,7 +485,8 @@ def scripted(loop, tokenizer, script, **kwargs) -> tuple[RolloutResult, Scripted
     kwargs.setdefault("tools", tools())
     kwargs.setdefault("problem", ProblemSpec("math", "What is 2 + 3?", answer="5"))
     result = loop.run_until_complete(rollout(engine, prompt="Q: 2+3?\nA: ", **kwargs))
-    check_invariants(tokenizer, result)
+    budget = (kwargs.get("sampling") or Sampling()).max_new_tokens
+    check_invariants(tokenizer, result, max_new_tokens=budget, max_model_len=engine.max_model_len)
     return result, engine
 
 
@@ -516,3 +590,55 @@ def test_align_ids_drops_tokens_past_the_text_and_tokenizes_the_rest(tokenizer):
     assert aligned[:3] == ids[:3]
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
     assert align_ids(tokenizer, [*aligned, eos], text) == aligned
+
+
+# Adversarial continuations: every stop the loop acts on, again and again.
+ADVERSARIAL = [
+    "Wait",
+    "\n```python\nprint('x' * 9000)\n```\n",  # an output at the clip size
+    "</think>",  # an end hint at every chance
+    "```output",  # a model-written output fence
+    "```python\nprint(1)\n```output",  # one fused into its cell's closing fence
+    "and so on " * 30,
+    "",  # EOS while thinking
+]
+
+
+async def _clip_size_output(code, **kwargs):
+    return sandbox.Execution(stdout="y" * 20_000, stderr="", exit_code=0, reason=None,
+                             wall_s=0.0, cpu_s=0.0)  # fmt: skip
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    script=st.lists(st.sampled_from(ADVERSARIAL), min_size=1, max_size=40),
+    max_new_tokens=st.integers(1, 700),
+    max_model_len=st.integers(40, 900),
+    max_calls=st.integers(0, 8),
+    hint_config=st.builds(
+        HintConfig,
+        conjunction_probability=st.sampled_from([0.0, 0.5, 1.0]),
+        max_hints=st.integers(0, 6),
+        end_repeats=st.integers(0, 6),
+    ),
+)
+def test_no_continuation_takes_a_trajectory_past_its_budget(
+    loop, tokenizer, script, max_new_tokens, max_model_len, max_calls, hint_config
+):
+    engine = ScriptedEngine(tokenizer, script, max_model_len=max_model_len)
+    result = loop.run_until_complete(
+        rollout(
+            engine,
+            prompt="Q: 2+3?\nA: ",
+            problem=ProblemSpec("math", "What is 2 + 3?", answer="5"),
+            hint_config=hint_config,
+            tools=ToolConfig(runner=_clip_size_output, max_calls=max_calls),
+            sampling=Sampling(max_new_tokens=max_new_tokens),
+            rng=random.Random(0),
+        )
+    )
+    check_invariants(tokenizer, result, max_new_tokens=max_new_tokens, max_model_len=max_model_len)
+    for request in result.requests:
+        assert request.prompt_tokens < max_model_len
