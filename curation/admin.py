@@ -14,6 +14,9 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.auth import admin as auth_admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -26,6 +29,9 @@ from django.views.decorators.vary import vary_on_headers
 
 from curation import models, selectors, services
 from curation.datasets import (
+    CANDIDATE_OF_KIND,
+    ROUND_KIND_OF_DATASET,
+    dataset_default_rounds,
     dataset_version_diff,
     dataset_version_freeze,
     select_seed_candidates,
@@ -34,19 +40,15 @@ from curation.datasets import (
 from curation.hints import HintConfig
 from curation.importing import MAX_REPORTED_ERRORS, problem_set_import_upload
 from curation.models import (
-    Candidate,
-    DatasetKind,
     Domain,
     ReviewStatus,
     RoundKind,
     Split,
 )
+from curation.roles import roles_change_record, roles_snapshot
 
 POLL_SECONDS = 3
 CANDIDATES_SHOWN = 50
-
-_CANDIDATE_OF_KIND = {DatasetKind.SEED: Candidate.SEED, DatasetKind.START: Candidate.START}
-_ROUND_KIND_OF_DATASET = {DatasetKind.SEED: RoundKind.SEED, DatasetKind.START: RoundKind.RFT}
 
 
 def _page(
@@ -177,12 +179,39 @@ class PolicyAdmin(admin.ModelAdmin):
             parent = parent.parent
         return " ← ".join([policy.name, *names])
 
+    def get_fields(self, request: HttpRequest, obj: models.Policy | None = None):
+        # Registering takes what `policy_register` takes; metrics come from jobs and evals.
+        return super().get_fields(request, obj) if obj is not None else ["name", "path", "parent"]
+
+    def save_model(self, request: HttpRequest, obj: models.Policy, form, change: bool) -> None:
+        """A new policy is registered through the service (and the audit log)."""
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        policy = services.policy_register(
+            name=obj.name, path=obj.path, parent=obj.parent, user=request.user
+        )
+        obj.pk = policy.pk
+        obj.refresh_from_db()
+
 
 @admin.register(models.HintTemplate)
 class HintTemplateAdmin(admin.ModelAdmin):
+    """Edits go through the services, which record each wording in the audit log."""
+
     list_display = ["name", "domain", "enabled"]
     list_filter = ["domain", "enabled"]
     search_fields = ["name", "text"]
+
+    def save_model(self, request: HttpRequest, obj: models.HintTemplate, form, change) -> None:
+        services.hint_template_save(template=obj, user=request.user)
+
+    def delete_model(self, request: HttpRequest, obj: models.HintTemplate) -> None:
+        services.hint_template_delete(template=obj, user=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for template in queryset:
+            services.hint_template_delete(template=template, user=request.user)
 
 
 # --- Rounds -----------------------------------------------------------------------------------
@@ -324,13 +353,15 @@ def _run_on_rounds(request: HttpRequest, rounds, action: str) -> None:
     for round_ in rounds:
         try:
             if action == "launch":
-                round_ = services.round_launch(round=round_, chunk_size=settings.ROLLOUT_CHUNK_SIZE)
+                round_ = services.round_launch(
+                    round=round_, chunk_size=settings.ROLLOUT_CHUNK_SIZE, user=request.user
+                )
                 text = f"{round_.name}: launched, {round_.total} trajectories planned."
             elif action == "cancel":
-                round_ = services.round_cancel(round=round_)
+                round_ = services.round_cancel(round=round_, user=request.user)
                 text = f"{round_.name}: {round_.get_status_display().lower()}."
             else:
-                count = services.round_rerun_failed(round=round_)
+                count = services.round_rerun_failed(round=round_, user=request.user)
                 text = f"{round_.name}: {count} unfinished chunks enqueued again."
         except services.ConflictError as exc:
             messages.error(request, str(exc))
@@ -540,6 +571,26 @@ class CompareForm(forms.Form):
             self.fields["old"].initial, self.fields["new"].initial = numbers[-2], numbers[-1]
 
 
+class FreezeForm(forms.Form):
+    """The rounds a new version takes, the dataset's latest round with approved candidates
+    checked; with none checked the service takes that default too."""
+
+    rounds = forms.ModelMultipleChoiceField(
+        queryset=models.Round.objects.none(),
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="Only approved candidates of these rounds; a D_START version refuses a problem "
+        "with more than one.",
+    )
+
+    def __init__(self, *args: Any, dataset: models.Dataset, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        rounds = models.Round.objects.order_by("-created_at", "-id")
+        round_kind = ROUND_KIND_OF_DATASET.get(dataset.kind)
+        self.fields["rounds"].queryset = rounds.filter(kind=round_kind) if round_kind else rounds
+        self.fields["rounds"].initial = dataset_default_rounds(dataset=dataset)
+
+
 @admin.register(models.Dataset)
 class DatasetAdmin(admin.ModelAdmin):
     list_display = ["name", "kind", "latest_version", "created_at", "curate"]
@@ -580,8 +631,8 @@ class DatasetAdmin(admin.ModelAdmin):
         dataset = get_object_or_404(models.Dataset, pk=pk)
         if not self.has_view_permission(request, dataset):
             raise PermissionDenied
-        candidate = _CANDIDATE_OF_KIND.get(dataset.kind)
-        round_kind = _ROUND_KIND_OF_DATASET.get(dataset.kind)
+        candidate = CANDIDATE_OF_KIND.get(dataset.kind)
+        round_kind = ROUND_KIND_OF_DATASET.get(dataset.kind)
         rounds = models.Round.objects.filter(kind=round_kind) if round_kind else []
         candidates = models.Trajectory.objects.candidates(candidate).select_related(
             "problem", "round"
@@ -612,6 +663,7 @@ class DatasetAdmin(admin.ModelAdmin):
             versions=versions,
             compare=compare,
             diff=diff,
+            freeze=FreezeForm(dataset=dataset),
             can_select=request.user.has_perm("curation.change_round"),
             can_freeze=request.user.has_perm("curation.add_datasetversion"),
         )
@@ -633,8 +685,14 @@ class DatasetAdmin(admin.ModelAdmin):
         if not request.user.has_perm("curation.add_datasetversion"):
             raise PermissionDenied
         dataset = get_object_or_404(models.Dataset, pk=pk)
+        form = FreezeForm(request.POST, dataset=dataset)
+        if not form.is_valid():
+            messages.error(request, " ".join(form.errors["rounds"]))
+            return redirect("admin:curation_dataset_curate", dataset.pk)
         try:
-            version = dataset_version_freeze(dataset=dataset, user=request.user)
+            version = dataset_version_freeze(
+                dataset=dataset, user=request.user, rounds=form.cleaned_data["rounds"] or None
+            )
         except ValueError as exc:
             messages.error(request, str(exc))
         else:
@@ -856,7 +914,9 @@ class SFTJobAdmin(admin.ModelAdmin):
     def cancel_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         if not request.user.has_perm("curation.change_sftjob"):
             raise PermissionDenied
-        job = services.sft_job_cancel(job=get_object_or_404(models.SFTJob, pk=pk))
+        job = services.sft_job_cancel(
+            job=get_object_or_404(models.SFTJob, pk=pk), user=request.user
+        )
         messages.info(request, f"SFT job {job.pk}: {job.get_status_display().lower()}.")
         return redirect("admin:curation_sftjob_progress", job.pk)
 
@@ -890,3 +950,59 @@ def loss_curve(history: list[dict], *, width: int = 600, height: int = 200) -> d
         "high": high,
         "last_loss": losses[-1],
     }
+
+
+# --- Roles and the audit log ------------------------------------------------------------------
+
+
+class RolesAudited(admin.ModelAdmin):
+    """Records a change of a user's or a group's roles (groups, permissions, staff and superuser
+    flags) in the audit log, within the admin's transaction.
+
+    Groups and permissions are many-to-many: the form saves them in `save_related`, after the
+    object itself, so the snapshot before is taken in `save_form`, before either is saved.
+    """
+
+    def save_form(self, request: HttpRequest, form, change: bool):
+        holder = self.model._default_manager.get(pk=form.instance.pk) if change else None
+        form.roles_before = roles_snapshot(holder=holder) if holder else None
+        return super().save_form(request, form, change)
+
+    def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        roles_change_record(holder=form.instance, before=form.roles_before, actor=request.user)
+
+
+User = get_user_model()
+admin.site.unregister(User)
+admin.site.unregister(Group)
+
+
+@admin.register(User)
+class UserAdmin(RolesAudited, auth_admin.UserAdmin):
+    pass
+
+
+@admin.register(Group)
+class GroupAdmin(RolesAudited, auth_admin.GroupAdmin):
+    pass
+
+
+@admin.register(models.AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """The audit log: written by the services as they act, never by hand."""
+
+    list_display = ["created_at", "actor", "action", "target_type", "target_repr"]
+    list_filter = ["action", "actor", "created_at"]
+    search_fields = ["target_repr"]
+    list_select_related = ["actor"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

@@ -7,6 +7,7 @@ constraints and reusable query filters.
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
@@ -413,3 +414,50 @@ class SFTJob(models.Model):
 
     def __str__(self) -> str:
         return f"SFT → {self.output_name} ({self.status})"
+
+
+class AuditAction(models.TextChoices):
+    DATASET_FROZEN = "dataset_frozen", "Dataset version frozen"
+    ROUND_LAUNCHED = "round_launched", "Round launched"
+    ROUND_CANCELLED = "round_cancelled", "Round cancelled"
+    ROUND_RERUN_FAILED = "round_rerun_failed", "Round's unfinished chunks re-run"
+    POLICY_REGISTERED = "policy_registered", "Policy registered"
+    HINT_EDITED = "hint_edited", "Hint template edited"
+    ROLE_CHANGED = "role_changed", "Role changed"
+    EXPORT_TOKEN_CREATED = "export_token_created", "API token created"
+    SFT_JOB_LAUNCHED = "sft_job_launched", "SFT job launched"
+    SFT_JOB_CANCELLED = "sft_job_cancelled", "SFT job cancelled"
+
+
+class AuditEvent(models.Model):
+    """One curator or admin action: who, when, on which object, and what it changed.
+
+    The target is named by its model label, primary key and text at the time, not by a foreign
+    key, so the event outlives the object. Written only by `curation.audit.audit_record`.
+    """
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="audit_events",
+        help_text="Empty for scripts.",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    action = models.CharField(max_length=32, choices=AuditAction.choices)
+    target_type = models.CharField(max_length=100, help_text="The model, e.g. curation.round.")
+    target_id = models.CharField(max_length=64)
+    target_repr = models.CharField(max_length=200)
+    before = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    after = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["created_at"], name="audit_created"),
+            models.Index(fields=["action", "created_at"], name="audit_action_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.target_repr} by {self.actor or 'a script'}"

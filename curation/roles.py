@@ -4,7 +4,14 @@ Views check permissions (`user.has_perm("curation.review_trajectory")`), never g
 admin can grant a single permission to anyone.
 """
 
-from django.contrib.auth.models import Group, Permission
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, Group, Permission
+
+from curation.audit import audit_record
+from curation.models import AuditAction, AuditEvent
 
 ANNOTATOR = "annotator"
 CURATOR = "curator"
@@ -40,6 +47,7 @@ CURATOR_PERMISSIONS = [
     "view_hinttemplate",
     "change_hinttemplate",
     "add_hinttemplate",
+    "view_auditevent",
 ]
 
 
@@ -50,3 +58,37 @@ def sync_roles(**_kwargs) -> None:
         group.permissions.set(
             Permission.objects.filter(content_type__app_label="curation", codename__in=codenames)
         )
+
+
+def _codenames(permissions) -> list[str]:
+    rows = permissions.values_list("content_type__app_label", "codename")
+    return sorted(f"{app}.{codename}" for app, codename in rows)
+
+
+def roles_snapshot(*, holder: AbstractBaseUser | Group) -> dict[str, Any]:
+    """What a user or a group may do: a group's permissions; a user's groups, own permissions,
+    and staff and superuser flags."""
+    if isinstance(holder, Group):
+        return {"permissions": _codenames(holder.permissions)}
+    return {
+        "groups": sorted(holder.groups.values_list("name", flat=True)),
+        "permissions": _codenames(holder.user_permissions),
+        "is_staff": holder.is_staff,
+        "is_superuser": holder.is_superuser,
+    }
+
+
+def roles_change_record(
+    *, holder: AbstractBaseUser | Group, before: dict[str, Any] | None, actor
+) -> AuditEvent | None:
+    """Record that a user's or a group's roles changed since `before` (a `roles_snapshot` taken
+    before the change, None for a new holder), in the transaction that saved the change.
+
+    Nothing is recorded when they did not change, or when a new holder was granted nothing.
+    """
+    after = roles_snapshot(holder=holder)
+    if after == before or (before is None and not any(after.values())):
+        return None
+    return audit_record(
+        actor=actor, action=AuditAction.ROLE_CHANGED, target=holder, before=before, after=after
+    )

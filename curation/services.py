@@ -13,9 +13,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from curation import checks, scoring
+from curation.audit import audit_record
 from curation.hints import HINTS, Hint, HintConfig
 from curation.models import (
     ACTIVE_STATUSES,
+    AuditAction,
     ChunkStatus,
     DatasetVersion,
     Flag,
@@ -129,11 +131,19 @@ ROUND_DEFAULTS: dict[str, dict[str, Any]] = {
 TOOL_CONFIG_KEYS = {"max_calls", "timeout_s", "memory_mb", "notebook"}
 
 
-def policy_register(*, name: str, path: str, parent: Policy | None = None) -> Policy:
+def policy_register(*, name: str, path: str, parent: Policy | None = None, user=None) -> Policy:
     """Register a model by path or hub id; registering the same name and path again is a no-op."""
-    policy, created = Policy.objects.get_or_create(
-        name=name, defaults={"path": path, "parent": parent}
-    )
+    with transaction.atomic():
+        policy, created = Policy.objects.get_or_create(
+            name=name, defaults={"path": path, "parent": parent}
+        )
+        if created:
+            audit_record(
+                actor=user,
+                action=AuditAction.POLICY_REGISTERED,
+                target=policy,
+                after={"name": name, "path": path, "parent": parent.name if parent else None},
+            )
     if not created and policy.path != path:
         raise ConflictError(f"policy {name!r} is registered with another path: {policy.path}")
     return policy
@@ -180,7 +190,7 @@ def round_problems(*, round: Round) -> Iterable[Problem]:
     return problems.order_by("id")
 
 
-def round_launch(*, round: Round, chunk_size: int) -> Round:
+def round_launch(*, round: Round, chunk_size: int, user=None) -> Round:
     """Plan a round's chunks and enqueue them on the rollout queue after commit.
 
     Takes the round's row lock, so two launches cannot both pass the status check.
@@ -198,6 +208,7 @@ def round_launch(*, round: Round, chunk_size: int) -> Round:
         samples = locked.samples_hinted + locked.samples_plain
         if not samples:
             raise ConflictError(f"round {locked.name!r} asks for no samples")
+        before = {"status": locked.status}
         locked.chunks.all().delete()
         chunks = RoundChunk.objects.bulk_create(
             RoundChunk(round=locked, index=i, problem_ids=problem_ids[start : start + chunk_size])
@@ -209,12 +220,19 @@ def round_launch(*, round: Round, chunk_size: int) -> Round:
         locked.started_at = timezone.now()
         locked.finished_at = None
         locked.save()
+        audit_record(
+            actor=user,
+            action=AuditAction.ROUND_LAUNCHED,
+            target=locked,
+            before=before,
+            after={"status": locked.status, "total": locked.total, "chunks": len(chunks)},
+        )
         for chunk in chunks:
             tasks.run_round_chunk.delay_on_commit(chunk.pk)
     return locked
 
 
-def round_rerun_failed(*, round: Round) -> int:
+def round_rerun_failed(*, round: Round, user=None) -> int:
     """Re-enqueue the round's unfinished chunks (existing trajectories are skipped by the chunk)."""
     from workers import tasks
 
@@ -225,22 +243,38 @@ def round_rerun_failed(*, round: Round) -> int:
             status=ChunkStatus.PENDING, error=""
         )
         if chunks:
+            before = {"status": locked.status}
             locked.status = RunStatus.QUEUED
             locked.finished_at = None
             locked.save(update_fields=["status", "finished_at"])
+            audit_record(
+                actor=user,
+                action=AuditAction.ROUND_RERUN_FAILED,
+                target=locked,
+                before=before,
+                after={"status": locked.status, "chunks": sorted(c.index for c in chunks)},
+            )
         for chunk in chunks:
             tasks.run_round_chunk.delay_on_commit(chunk.pk)
     return len(chunks)
 
 
-def round_cancel(*, round: Round) -> Round:
+def round_cancel(*, round: Round, user=None) -> Round:
     """Mark the round cancelled; running chunks see it between trajectories and stop."""
     with transaction.atomic():
         locked = Round.objects.select_for_update().get(pk=round.pk)
         if locked.status in ACTIVE_STATUSES:
+            before = {"status": locked.status}
             locked.status = RunStatus.CANCELLED
             locked.finished_at = timezone.now()
             locked.save(update_fields=["status", "finished_at"])
+            audit_record(
+                actor=user,
+                action=AuditAction.ROUND_CANCELLED,
+                target=locked,
+                before=before,
+                after={"status": locked.status},
+            )
     return locked
 
 
@@ -312,17 +346,41 @@ def sft_job_launch(
             status=RunStatus.QUEUED,
             created_by=user,
         )
+        audit_record(
+            actor=user,
+            action=AuditAction.SFT_JOB_LAUNCHED,
+            target=job,
+            after={
+                "dataset_version": str(dataset_version),
+                "base_policy": base_policy.name,
+                "output_name": output_name,
+                "config": job.config,
+            },
+        )
         tasks.run_sft_job.delay_on_commit(job.pk)
     return job
 
 
-def sft_job_cancel(*, job: SFTJob) -> SFTJob:
-    """Ask a queued or running job to stop; the runner stops after the current step."""
-    SFTJob.objects.filter(pk=job.pk, status__in=ACTIVE_STATUSES).update(
-        status=RunStatus.CANCELLED, finished_at=timezone.now()
-    )
-    job.refresh_from_db()
-    return job
+def sft_job_cancel(*, job: SFTJob, user=None) -> SFTJob:
+    """Ask a queued or running job to stop; the runner stops after the current step.
+
+    Takes the job's row lock, so a cancel and the runner's claim or finish never interleave.
+    """
+    with transaction.atomic():
+        locked = SFTJob.objects.select_for_update().get(pk=job.pk)
+        if locked.status in ACTIVE_STATUSES:
+            before = {"status": locked.status}
+            locked.status = RunStatus.CANCELLED
+            locked.finished_at = timezone.now()
+            locked.save(update_fields=["status", "finished_at"])
+            audit_record(
+                actor=user,
+                action=AuditAction.SFT_JOB_CANCELLED,
+                target=locked,
+                before=before,
+                after={"status": locked.status},
+            )
+    return locked
 
 
 def sft_job_started(*, job: SFTJob, worker: str) -> bool:
@@ -400,3 +458,41 @@ def hint_library() -> list[Hint]:
         Hint(name=t.name, domain=t.domain, text=t.text)
         for t in HintTemplate.objects.filter(enabled=True).order_by("id")
     ]
+
+
+def _hint_template_fields(template: HintTemplate) -> dict[str, Any]:
+    return {f: getattr(template, f) for f in ("name", "domain", "text", "enabled")}
+
+
+def hint_template_save(*, template: HintTemplate, user=None) -> HintTemplate:
+    """Add or rephrase a hint template; the audit log keeps the wording it replaced."""
+    with transaction.atomic():
+        stored = (
+            HintTemplate.objects.select_for_update().filter(pk=template.pk).first()
+            if template.pk
+            else None
+        )
+        before = _hint_template_fields(stored) if stored else None
+        template.save()
+        after = _hint_template_fields(template)
+        if after != before:
+            audit_record(
+                actor=user,
+                action=AuditAction.HINT_EDITED,
+                target=template,
+                before=before,
+                after=after,
+            )
+    return template
+
+
+def hint_template_delete(*, template: HintTemplate, user=None) -> None:
+    """Delete a hint template; the audit log keeps its last wording."""
+    with transaction.atomic():
+        audit_record(
+            actor=user,
+            action=AuditAction.HINT_EDITED,
+            target=template,
+            before=_hint_template_fields(template),
+        )
+        template.delete()

@@ -1,6 +1,7 @@
 import pytest
 
 from curation.datasets import (
+    dataset_default_rounds,
     dataset_version_diff,
     dataset_version_freeze,
     select_seed_candidates,
@@ -104,3 +105,98 @@ def test_start_selection_keeps_one_per_problem():
     TrajectoryFactory(round=round_, problem=problem, is_correct=False)
     select_start_candidates(round=round_)
     assert list(round_.trajectories.filter(candidate=Candidate.START)) == [short]
+
+
+# --- Selection rules hold wherever a freeze starts ---------------------------------------------
+
+
+def _approved_start(round_, problem, **fields):
+    return TrajectoryFactory(
+        round=round_, problem=problem, text=TEXT, hints=[HINT], is_correct=True,
+        candidate=Candidate.START, review_status=ReviewStatus.APPROVED, **fields,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def two_rft_rounds():
+    """Two RFT rounds that each approved a trajectory for the same problem."""
+    problem = ProblemFactory(prompt="Find the sum of all integers k such that " + "x" * 100)
+    first, second = RoundFactory(kind=RoundKind.RFT), RoundFactory(kind=RoundKind.RFT)
+    for round_ in (first, second):
+        _approved_start(round_, problem)
+    return first, second, problem
+
+
+def test_a_start_freeze_defaults_to_the_latest_rft_round(two_rft_rounds):
+    _first, second, _problem = two_rft_rounds
+    second.selection = {"rule": "d_start", "funnel": [{"step": "problems sampled", "count": 1}]}
+    second.save()
+    RoundFactory(kind=RoundKind.RFT)  # newer, but nothing approved in it
+    dataset = Dataset.objects.create(name="d-start", kind=DatasetKind.START)
+    assert dataset_default_rounds(dataset=dataset) == [second]
+
+    version = dataset_version_freeze(dataset=dataset)
+    assert [item.trajectory.round for item in version.items.all()] == [second]
+    assert version.rules["rounds"] == {second.name: second.selection}
+    assert version.funnel == [
+        {"round": second.name, "step": "problems sampled", "count": 1},
+        {"step": "approved by annotators", "count": 1},
+    ]
+
+
+def test_a_start_freeze_refuses_two_trajectories_for_one_problem(two_rft_rounds):
+    first, second, problem = two_rft_rounds
+    dataset = Dataset.objects.create(name="d-start", kind=DatasetKind.START)
+    with pytest.raises(ValueError) as refused:
+        dataset_version_freeze(dataset=dataset, rounds=[first, second])
+    message = str(refused.value)
+    ids = ", ".join(f"#{t.pk}" for t in problem.trajectories.order_by("id"))
+    assert message == (
+        f"d-start: 1 problem has more than one approved trajectory: #{problem.pk} "
+        f"'Find the sum of all integers k such that {'x' * 38}…' (trajectories {ids}); "
+        "reject the extras first"
+    )
+    assert not dataset.versions.exists()
+
+
+def test_a_start_freeze_refuses_extras_within_one_round_and_names_at_most_ten():
+    round_ = RoundFactory(kind=RoundKind.RFT)
+    problems = ProblemFactory.create_batch(12)
+    for problem in problems:
+        _approved_start(round_, problem)
+        _approved_start(round_, problem)
+    dataset = Dataset.objects.create(name="d-start", kind=DatasetKind.START)
+    with pytest.raises(ValueError, match=r"^d-start: 12 problems have more than one") as refused:
+        dataset_version_freeze(dataset=dataset, rounds=[round_])
+    message = str(refused.value)
+    assert f"#{problems[9].pk} " in message and f"#{problems[10].pk} " not in message
+    assert message.endswith("; and 2 more; reject the extras first")
+
+
+def test_a_seed_freeze_takes_seed_rounds_only(seed_round):
+    round_, _ = seed_round
+    select_seed_candidates(round=round_)
+    _approve_all(round_)
+    rft = RoundFactory(kind=RoundKind.RFT)
+    evaluation = RoundFactory(kind=RoundKind.EVAL)
+    TrajectoryFactory(  # a seed candidate outside a seed round is never pooled
+        round=rft, candidate=Candidate.SEED, review_status=ReviewStatus.APPROVED, text=TEXT
+    )
+    dataset = Dataset.objects.create(name="d-seed", kind=DatasetKind.SEED)
+    with pytest.raises(ValueError) as refused:
+        dataset_version_freeze(dataset=dataset, rounds=[round_, rft, evaluation])
+    assert str(refused.value) == (
+        f"d-seed: a D_seed version takes seed rounds only, not {rft.name} (rft), "
+        f"{evaluation.name} (eval)"
+    )
+    assert dataset_default_rounds(dataset=dataset) == [round_]
+    version = dataset_version_freeze(dataset=dataset)
+    assert {item.trajectory.round for item in version.items.all()} == {round_}
+
+
+def test_a_freeze_of_rounds_without_approved_candidates_is_refused(seed_round):
+    round_, _ = seed_round
+    dataset = Dataset.objects.create(name="d-seed", kind=DatasetKind.SEED)
+    refused = f"^d-seed: no approved trajectories to freeze in {round_.name}$"
+    with pytest.raises(ValueError, match=refused):
+        dataset_version_freeze(dataset=dataset, rounds=[round_])

@@ -7,14 +7,19 @@ import pytest
 from django.contrib.auth.models import Group
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
+from rest_framework.authtoken.models import Token
 
 from curation.admin import loss_curve
+from curation.audit import audit_record
 from curation.datasets import dataset_version_freeze
 from curation.models import (
+    AuditAction,
+    AuditEvent,
     Candidate,
     ChunkStatus,
     Dataset,
     DatasetKind,
+    HintTemplate,
     Problem,
     ProblemSet,
     ReviewStatus,
@@ -349,6 +354,42 @@ def test_versions_are_read_only(curator, seed_round):
     assert version.size == 2
 
 
+def test_freeze_takes_the_picked_rounds_and_refuses_two_trajectories_for_a_problem(curator):
+    problem = ProblemFactory(prompt="What is 2 + 2?")
+    first, second = (RoundFactory(kind=RoundKind.RFT) for _ in range(2))
+    for round_ in (first, second):
+        TrajectoryFactory(
+            round=round_,
+            problem=problem,
+            text=TEXT,
+            hints=[HINT],
+            candidate=Candidate.START,
+            review_status=ReviewStatus.APPROVED,
+        )
+    RoundFactory(kind=RoundKind.SEED)  # not a round a D_START version draws from
+    dataset = Dataset.objects.create(name="d-start", kind=DatasetKind.START)
+    page = curator.get(f"/admin/curation/dataset/{dataset.pk}/curate/")
+    picker = page.context["freeze"]
+    assert list(picker.fields["rounds"].queryset) == [second, first]
+    assert picker["rounds"].initial == [second]  # the latest, checked
+    assert re.search(rf'value="{second.pk}"[^>]*checked', page.content.decode())
+    assert not INLINE.search(page.content)
+
+    freeze = f"/admin/curation/dataset/{dataset.pk}/freeze/"
+    refused = curator.post(freeze, {"rounds": [first.pk, second.pk]}, follow=True)
+    (message,) = _messages(refused)
+    assert message.startswith(
+        f"d-start: 1 problem has more than one approved trajectory: #{problem.pk} "
+        "'What is 2 + 2?' (trajectories"
+    )
+    assert message.endswith("reject the extras first")
+    assert not dataset.versions.exists()
+
+    frozen = curator.post(freeze, {"rounds": [second.pk]}, follow=True)
+    assert any(m.startswith("Froze d-start v1: 1 items") for m in _messages(frozen))
+    assert list(dataset.versions.get().rules["rounds"]) == [second.name]
+
+
 # --- SFT jobs and policies --------------------------------------------------------------------
 
 
@@ -450,3 +491,111 @@ def test_policy_page_shows_the_job_that_made_it_and_its_parents(version):
     page = client.get(f"/admin/curation/policy/{start0.pk}/change/").content.decode()
     assert "start-0 ← qwq-32b" in page
     assert f'<a href="/admin/curation/sftjob/{job.pk}/change/">SFT job {job.pk}</a>' in page
+
+
+# --- The audit log ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def superuser() -> Client:
+    client = Client()
+    client.user = UserFactory(username="root", is_staff=True, is_superuser=True)
+    client.force_login(client.user)
+    return client
+
+
+def test_admin_actions_are_recorded_with_their_actor(curator):
+    round_ = RoundFactory(status=RunStatus.RUNNING)
+    curator.post(f"/admin/curation/round/{round_.pk}/cancel/")
+    (event,) = AuditEvent.objects.all()
+    assert (event.action, event.actor, event.target_id) == (
+        AuditAction.ROUND_CANCELLED,
+        curator.user,
+        str(round_.pk),
+    )
+
+
+def test_hint_template_edits_in_the_admin_are_recorded(curator, superuser):
+    template = HintTemplate.objects.get(name="general")
+    form = {
+        "name": template.name,
+        "domain": template.domain,
+        "text": "Let me test it.\n```python\n",
+    }
+    response = curator.post(f"/admin/curation/hinttemplate/{template.pk}/change/", form)
+    assert response.status_code == 302
+    (edited,) = AuditEvent.objects.all()
+    assert (edited.action, edited.actor, edited.target_repr) == (
+        AuditAction.HINT_EDITED,
+        curator.user,
+        "general",
+    )
+    assert edited.before["text"] == template.text and edited.after["enabled"] is False
+
+    superuser.post(f"/admin/curation/hinttemplate/{template.pk}/delete/", {"post": "yes"})
+    deleted = AuditEvent.objects.first()
+    assert (deleted.actor, deleted.after) == (superuser.user, None)
+    assert not HintTemplate.objects.filter(pk=template.pk).exists()
+
+
+def test_a_users_group_change_in_the_admin_is_one_event(superuser):
+    user = UserFactory(username="ann", is_staff=True)
+    curators = Group.objects.get(name=CURATOR)
+    form = {
+        "username": "ann",
+        "is_active": "on",
+        "is_staff": "on",
+        "groups": [curators.pk],
+        "date_joined_0": "2025-03-01",
+        "date_joined_1": "12:00:00",
+    }
+    response = superuser.post(f"/admin/auth/user/{user.pk}/change/", form)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    (event,) = AuditEvent.objects.all()
+    assert (event.action, event.actor, event.target_repr) == (
+        AuditAction.ROLE_CHANGED,
+        superuser.user,
+        "ann",
+    )
+    assert (event.before["groups"], event.after["groups"]) == ([], [CURATOR])
+
+    superuser.post(f"/admin/auth/user/{user.pk}/change/", form)  # saved again, unchanged
+    assert AuditEvent.objects.count() == 1
+
+
+def test_creating_an_api_token_in_the_admin_is_recorded_without_its_key(superuser):
+    user = UserFactory(username="trainer")
+    response = superuser.post("/admin/authtoken/tokenproxy/add/", {"user": user.pk})
+    assert response.status_code == 302
+    key = Token.objects.get(user=user).key
+    (event,) = AuditEvent.objects.all()
+    assert (event.action, event.actor, event.target_type, event.target_id) == (
+        AuditAction.EXPORT_TOKEN_CREATED,
+        superuser.user,
+        "auth.user",
+        str(user.pk),
+    )
+    assert event.after == {"user": "trainer"}
+    assert key not in str(AuditEvent.objects.values().get())
+
+
+def test_the_audit_log_page_lists_and_filters_and_is_read_only(curator, annotator):
+    policy = PolicyFactory(name="qwq")
+    audit_record(actor=curator.user, action=AuditAction.POLICY_REGISTERED, target=policy)
+    audit_record(actor=None, action=AuditAction.ROUND_LAUNCHED, target=RoundFactory(name="rft-1"))
+    page = curator.get("/admin/curation/auditevent/")
+    assert page.status_code == 200 and page.context["cl"].result_count == 2
+    assert not INLINE.search(page.content)
+    launched = curator.get("/admin/curation/auditevent/", {"action__exact": "round_launched"})
+    assert [e.target_repr for e in launched.context["cl"].result_list] == ["rft-1"]
+    by_actor = curator.get("/admin/curation/auditevent/", {"actor__id__exact": curator.user.pk})
+    assert [e.target_repr for e in by_actor.context["cl"].result_list] == ["qwq"]
+    found = curator.get("/admin/curation/auditevent/", {"q": "rft"})
+    assert found.context["cl"].result_count == 1
+    event = AuditEvent.objects.first()
+    assert curator.get("/admin/curation/auditevent/add/").status_code == 403
+    change = curator.post(f"/admin/curation/auditevent/{event.pk}/change/", {"action": "x"})
+    assert change.status_code == 403
+    delete = curator.post(f"/admin/curation/auditevent/{event.pk}/delete/", {"post": "yes"})
+    assert delete.status_code == 403 and AuditEvent.objects.count() == 2
+    assert annotator.get("/admin/curation/auditevent/").status_code == 403

@@ -18,7 +18,10 @@ from schemathesis.specs.openapi.checks import (
     positive_data_acceptance,
 )
 
+from curation.audit import audit_record
 from curation.models import (
+    AuditAction,
+    AuditEvent,
     Candidate,
     ChunkStatus,
     Dataset,
@@ -115,6 +118,7 @@ def frozen(curator):
         "/api/trajectories/",
         "/api/datasets/",
         "/api/sft-jobs/",
+        "/api/audit-events/",
     ],
 )
 def test_anonymous_requests_get_401_and_roleless_users_403(url, nobody):
@@ -479,6 +483,38 @@ def test_freezing_an_empty_dataset_is_409(curator):
     assert response.status_code == 409 and "no approved" in response.json()["detail"]
 
 
+def test_freezing_applies_the_selection_rules_to_the_rounds_given(curator):
+    problem = ProblemFactory(prompt="What is 2 + 2?")
+    rfts = [RoundFactory(kind=RoundKind.RFT) for _ in range(2)]
+    for round_ in rfts:
+        TrajectoryFactory(
+            round=round_,
+            problem=problem,
+            text=TEXT,
+            hints=[HINT],
+            candidate=Candidate.START,
+            review_status=ReviewStatus.APPROVED,
+        )
+    Dataset.objects.create(name="d-start", kind=DatasetKind.START)
+    url = "/api/datasets/d-start/versions/"
+    pooled = curator.post(url, {"rounds": [r.pk for r in rfts]}, format="json")
+    assert pooled.status_code == 409
+    assert pooled.json()["detail"].startswith(
+        f"d-start: 1 problem has more than one approved trajectory: #{problem.pk} 'What is 2 + 2?'"
+    )
+    evaluation = RoundFactory(kind=RoundKind.EVAL)
+    wrong = curator.post(url, {"rounds": [evaluation.pk]}, format="json")
+    assert wrong.status_code == 409 and wrong.json()["detail"] == (
+        f"d-start: a D_START version takes rft rounds only, not {evaluation.name} (eval)"
+    )
+    latest = curator.post(url, {}, format="json")
+    assert latest.status_code == 201 and latest.json()["size"] == 1
+    version = Dataset.objects.get(name="d-start").versions.get()
+    assert list(version.rules["rounds"]) == [rfts[1].name]
+    (event,) = AuditEvent.objects.filter(action=AuditAction.DATASET_FROZEN)
+    assert event.actor == curator.user and event.target_id == str(version.pk)
+
+
 def test_diff_between_versions(curator, annotator, frozen):
     item_trajectory = Dataset.objects.get().versions.get().items.first().trajectory
     item_trajectory.text = TEXT.replace("Let me add.", "Let me add the two numbers.")
@@ -691,3 +727,48 @@ def test_register_a_policy(annotator, curator):
     assert moved.status_code == 409 and "another path" in moved.json()["detail"]
     child = {"name": "start-0", "path": "/models/start-0", "parent": "nope"}
     assert list(curator.post("/api/policies/", child, format="json").json()) == ["parent"]
+
+
+# --- The audit log ----------------------------------------------------------------------------
+
+
+def test_api_actions_are_recorded_with_their_actor(curator):
+    curator.user.user_permissions.add(Permission.objects.get(codename="add_policy"))
+    curator.post("/api/policies/", {"name": "qwq", "path": "Qwen/QwQ-32B"}, format="json")
+    round_ = RoundFactory(status=RunStatus.RUNNING)
+    curator.post(f"/api/rounds/{round_.pk}/cancel/")
+    events = AuditEvent.objects.order_by("id")
+    assert [(e.action, e.actor) for e in events] == [
+        (AuditAction.POLICY_REGISTERED, curator.user),
+        (AuditAction.ROUND_CANCELLED, curator.user),
+    ]
+
+
+def test_audit_events_are_listed_for_curators_only_and_filtered(curator, annotator):
+    old = audit_record(actor=curator.user, action=AuditAction.ROUND_LAUNCHED, target=RoundFactory())
+    AuditEvent.objects.filter(pk=old.pk).update(created_at="2025-01-01T00:00:00Z")
+    policy = PolicyFactory(name="qwq")
+    audit_record(
+        actor=None, action=AuditAction.POLICY_REGISTERED, target=policy, after={"name": "qwq"}
+    )
+    assert annotator.get("/api/audit-events/").status_code == 403
+    listed = curator.get("/api/audit-events/").json()
+    assert listed["count"] == 2 and listed["next"] is None
+    newest = listed["results"][0]
+    assert newest == {
+        "id": newest["id"],
+        "created_at": newest["created_at"],
+        "actor": None,
+        "action": "policy_registered",
+        "target_type": "curation.policy",
+        "target_id": str(policy.pk),
+        "target_repr": "qwq",
+        "before": None,
+        "after": {"name": "qwq"},
+    }
+    launched = curator.get("/api/audit-events/", {"action": "round_launched"}).json()
+    assert [e["actor"] for e in launched["results"]] == [curator.user.username]
+    since = curator.get("/api/audit-events/", {"since": "2025-06-01T00:00:00Z"}).json()
+    assert [e["action"] for e in since["results"]] == ["policy_registered"]
+    bad = curator.get("/api/audit-events/", {"action": "nope", "since": "yesterday"})
+    assert bad.status_code == 400 and sorted(bad.json()) == ["action", "since"]

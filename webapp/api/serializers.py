@@ -9,6 +9,8 @@ from rest_framework import serializers
 
 from curation.hints import HintConfig
 from curation.models import (
+    AuditAction,
+    AuditEvent,
     Candidate,
     Dataset,
     DatasetVersion,
@@ -405,7 +407,9 @@ class FreezeSerializer(serializers.Serializer):
         many=True,
         queryset=Round.objects.all(),
         required=False,
-        help_text="Only trajectories of these rounds (default: every round).",
+        help_text="Only approved candidates of these rounds, of the dataset's kind (seed rounds "
+        "for D_seed, RFT rounds for D_START). Default: the latest such round with approved "
+        "candidates.",
     )
 
 
@@ -529,3 +533,33 @@ class SFTMetricsSerializer(serializers.Serializer):
     total_steps = serializers.IntegerField()
     metrics = serializers.DictField()
     history = serializers.ListField(child=serializers.DictField())
+
+
+# --- Audit log ----------------------------------------------------------------------------------
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    actor = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True, help_text="Null for scripts."
+    )
+
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "id",
+            "created_at",
+            "actor",
+            "action",
+            "target_type",
+            "target_id",
+            "target_repr",
+            "before",
+            "after",
+        ]
+
+
+class AuditEventFilterSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=AuditAction.choices, required=False)
+    since = serializers.DateTimeField(
+        required=False, help_text="Only events at or after this time (ISO 8601)."
+    )

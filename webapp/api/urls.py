@@ -17,6 +17,7 @@ router.register("rounds", views.RoundViewSet, basename="round")
 router.register("trajectories", views.TrajectoryViewSet, basename="trajectory")
 router.register("datasets", views.DatasetViewSet, basename="dataset")
 router.register("sft-jobs", views.SFTJobViewSet, basename="sftjob")
+router.register("audit-events", views.AuditEventViewSet, basename="auditevent")
 
 versions = views.DatasetVersionViewSet
 version_paths = [

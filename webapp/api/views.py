@@ -52,6 +52,7 @@ from curation.datasets import (
 from curation.exporting import Export
 from curation.importing import contains_nul, problem_set_import_upload
 from curation.models import (
+    AuditEvent,
     Dataset,
     DatasetVersion,
     Flag,
@@ -253,7 +254,7 @@ class PolicyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
         form = s.PolicyRegisterSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         try:
-            policy = policy_register(**form.validated_data)
+            policy = policy_register(**form.validated_data, user=request.user)
         except ConflictError as exc:
             raise Conflict(str(exc)) from None
         return Response(self.get_serializer(self.get_queryset().get(pk=policy.pk)).data, 201)
@@ -296,7 +297,9 @@ class RoundViewSet(
     def launch(self, request: Request, pk: str) -> Response:
         """Plan the chunks and enqueue them; 409 when the round is already queued or running."""
         try:
-            round_ = round_launch(round=self.get_object(), chunk_size=settings.ROLLOUT_CHUNK_SIZE)
+            round_ = round_launch(
+                round=self.get_object(), chunk_size=settings.ROLLOUT_CHUNK_SIZE, user=request.user
+            )
         except ConflictError as exc:
             raise Conflict(str(exc)) from None
         return Response(self.get_serializer(_rounds().get(pk=round_.pk)).data, status=202)
@@ -305,14 +308,15 @@ class RoundViewSet(
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str) -> Response:
         """Stop a queued or running round (chunks stop between trajectories)."""
-        round_ = round_cancel(round=self.get_object())
+        round_ = round_cancel(round=self.get_object(), user=request.user)
         return Response(self.get_serializer(_rounds().get(pk=round_.pk)).data)
 
     @extend_schema(request=None, responses={202: s.RerunSerializer})
     @action(detail=True, methods=["post"], url_path="rerun-failed")
     def rerun_failed(self, request: Request, pk: str) -> Response:
         """Enqueue the round's unfinished chunks again; finished trajectories are kept."""
-        return Response({"chunks": round_rerun_failed(round=self.get_object())}, status=202)
+        chunks = round_rerun_failed(round=self.get_object(), user=request.user)
+        return Response({"chunks": chunks}, status=202)
 
     @extend_schema(responses=s.RoundProgressSerializer)
     @action(detail=True, methods=["get"])
@@ -456,10 +460,16 @@ class DatasetVersionViewSet(mixins.ListModelMixin, ApiViewSet):
     def retrieve(self, request: Request, dataset_name: str, number: str) -> Response:
         return Response(self.get_serializer(self.version(number)).data)
 
-    @extend_schema(request=s.FreezeSerializer, responses={201: s.DatasetVersionSerializer})
+    @extend_schema(
+        request=s.FreezeSerializer,
+        responses={201: s.DatasetVersionSerializer, 409: OpenApiTypes.OBJECT},
+    )
     def create(self, request: Request, dataset_name: str) -> Response:
-        """Freeze the dataset's approved candidates into a new version (409 when there is
-        nothing approved or nothing changed since the last version)."""
+        """Freeze the approved candidates of `rounds` into a new version.
+
+        409 names the reason when the freeze breaks a rule: a round of another kind, nothing
+        approved, a D_START problem with more than one approved trajectory, or nothing changed
+        since the last version."""
         dataset = self.dataset()
         form = s.FreezeSerializer(data=request.data)
         form.is_valid(raise_exception=True)
@@ -575,5 +585,26 @@ class SFTJobViewSet(
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str) -> Response:
         """Ask a queued or running job to stop after its current step."""
-        job = sft_job_cancel(job=self.get_object())
+        job = sft_job_cancel(job=self.get_object(), user=request.user)
         return Response(self.get_serializer(job).data)
+
+
+# --- Audit log --------------------------------------------------------------------------------
+
+
+@extend_schema_view(list=extend_schema(parameters=[s.AuditEventFilterSerializer]))
+class AuditEventViewSet(mixins.ListModelMixin, ApiViewSet):
+    """Curator and admin actions, newest first: who froze, launched, cancelled, registered,
+    edited or granted what, and what it changed."""
+
+    serializer_class = s.AuditEventSerializer
+    action_permissions = {"list": "view_auditevent"}
+
+    def get_queryset(self) -> QuerySet[AuditEvent]:
+        events = AuditEvent.objects.select_related("actor").order_by("-created_at", "-id")
+        filters = self.query(s.AuditEventFilterSerializer)
+        if "action" in filters:
+            events = events.filter(action=filters["action"])
+        if "since" in filters:
+            events = events.filter(created_at__gte=filters["since"])
+        return events
