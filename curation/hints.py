@@ -5,7 +5,9 @@ template in two variants, as a public re-implementation did: problems with start
 ``Solution()``; stdin problems feed the sample input through ``io.StringIO`` bound to ``sys.stdin``.
 Every hint ends by opening a ```` ```python ```` block, so the model continues with code.
 
-The admin-editable Hint model is seeded from ``HINTS``; nothing here imports Django.
+The admin-editable Hint model is seeded from ``HINTS``; at launch a round copies the enabled
+templates into its ``HintConfig.library``, and everything downstream (the rollout, the checks,
+the export's masks) uses that snapshot. Nothing here imports Django.
 """
 
 from __future__ import annotations
@@ -176,15 +178,29 @@ class HintConfig:
     # Test-time scaling: how many times the end-of-thinking hint may be inserted (the paper's k).
     end_repeats: int = 1
     max_tool_calls: int = 6
+    # The hint texts this config draws from: a round's snapshot of the library taken at launch
+    # (so later edits of the templates never change what a round did); empty: ``HINTS``.
+    library: tuple[Hint, ...] = ()
 
     def __post_init__(self) -> None:
         # Lists from JSON become tuples so that a config is hashable and immutable in practice.
         object.__setattr__(self, "hints", tuple(self.hints))
         object.__setattr__(self, "conjunctions", tuple(self.conjunctions))
+        library = tuple(h if isinstance(h, Hint) else Hint(**h) for h in self.library)
+        object.__setattr__(self, "library", library)
+
+    @property
+    def hint_library(self) -> tuple[Hint, ...]:
+        return self.library or HINTS
 
     def validate(self, *, known_hints: Iterable[str] | None = None) -> HintConfig:
         """Raise ValueError naming the problem; return self so calls chain."""
-        known = set(h.name for h in HINTS) if known_hints is None else set(known_hints)
+        if self.library:
+            known = {h.name for h in self.library}
+            for hint in self.library:
+                hint_validate(hint)
+        else:
+            known = set(h.name for h in HINTS) if known_hints is None else set(known_hints)
         if not self.hints:
             raise ValueError("hint config names no hints: list at least one in 'hints'")
         unknown = [name for name in self.hints if name not in known]
@@ -213,12 +229,17 @@ class HintConfig:
             raise ValueError(f"unknown hint config keys {extra}; allowed: {sorted(allowed)}")
         if isinstance(data.get("hints"), str) or isinstance(data.get("conjunctions"), str):
             raise ValueError("'hints' and 'conjunctions' must be lists, not a string")
-        return cls(**data).validate(known_hints=known_hints)
+        try:
+            config = cls(**data)
+        except TypeError as exc:  # a library entry without name, domain and text
+            raise ValueError(f"'library' entries need name, domain and text: {exc}") from None
+        return config.validate(known_hints=known_hints)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["hints"] = list(self.hints)
         data["conjunctions"] = list(self.conjunctions)
+        data["library"] = [asdict(h) for h in self.library]
         return data
 
 
@@ -227,14 +248,13 @@ def pick_hint(
     *,
     rng: random.Random,
     problem: _HintedProblem | None = None,
-    library: Iterable[Hint] = HINTS,
 ) -> Hint:
-    """A random hint among the config's that fits the problem.
+    """A random hint among the config's that fits the problem, from the config's library.
 
     Code problems get code hints (the debug variant matching their harness), other domains math
     hints; when the config has none that fit, any of its hints.
     """
-    chosen = [h for h in library if h.name in config.hints]
+    chosen = [h for h in config.hint_library if h.name in config.hints]
     if not chosen:
         raise ValueError(f"none of the config's hints {list(config.hints)} is in the library")
     if problem is None:
@@ -246,6 +266,16 @@ def pick_hint(
         other = "code_debug_stdin" if variant == "code_debug_call" else "code_debug_call"
         fitting = [h for h in fitting if h.name != other] or fitting
     return rng.choice(fitting or chosen)
+
+
+def hint_validate(hint: Hint) -> Hint:
+    """Raise ValueError unless the hint can be inserted: a known domain, and a text that ends
+    by opening a python block (the model goes on with code, and parsing finds the hint)."""
+    if hint.domain not in ("math", "code"):
+        raise ValueError(f"hint {hint.name!r}: domain must be math or code, got {hint.domain!r}")
+    if not hint.text.endswith(CODE_FENCE):
+        raise ValueError(f"hint {hint.name!r} must end by opening a {CODE_FENCE} block")
+    return hint
 
 
 def hint_text(hint: Hint, problem: _CodeProblem | None = None) -> str:

@@ -49,6 +49,10 @@ class LoopConfig:
     eval_sets: list[ProblemSet]
     base: Policy
     rft_samples: int = 4
+    # Overrides of the seed round's settings (the paper's: greedy, one hinted and one plain
+    # sample per problem), e.g. more hinted samples at a temperature so that more problems
+    # find a clean hinted solution.
+    seed_options: dict = field(default_factory=dict)
     max_tokens: int = 1024
     sft_config: dict = field(default_factory=lambda: {"num_train_epochs": 3, "learning_rate": 1e-4})
     start_from_base: bool = True  # the paper fine-tunes the base model on D_START
@@ -136,7 +140,9 @@ def train(cfg: LoopConfig, *, version: DatasetVersion, base: Policy, output: str
 
 
 def run_loop(cfg: LoopConfig, *, approve: Approve, say: Say = print) -> LoopResult:
-    seed = run_round(cfg, kind=RoundKind.SEED, policy=cfg.base, sets=cfg.train_sets, say=say)
+    seed = run_round(
+        cfg, kind=RoundKind.SEED, policy=cfg.base, sets=cfg.train_sets, say=say, **cfg.seed_options
+    )
     d_seed = freeze(cfg, kind=DatasetKind.SEED, round_=seed, approve=approve, say=say)
     start0 = train(cfg, version=d_seed, base=cfg.base, output=f"{cfg.name}-START-0", say=say)
 

@@ -7,10 +7,11 @@ tests, no final answer, a crashing or endless program): the Score says why, and 
 - math: the last ``\\boxed{}`` of the final answer, else the last answer phrase ("the answer is
   ..."), compared with the reference by HF's math-verify.
 - multiple choice (``problem.choices`` non-empty): the chosen letter.
-- code: the final solution program runs in ``workers.sandbox`` against every test; pass only if all
+- code: the final solution program runs through a ``CodeRunner`` (``curation.execution``; the
+  caller's, else the project's sandbox, bound by name) against every test; pass only if all
   pass. Call tests go through one harness run that imports nothing from the project.
 
-No Django here; the sandbox is imported when code is first scored.
+No Django here, and no import of the workers: the runner is passed in or loaded by name.
 """
 
 from __future__ import annotations
@@ -20,11 +21,20 @@ import json
 import math
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from curation import trajectory as fmt
+from curation.execution import (
+    CPU_TIME,
+    OUTPUT_TRUNCATED,
+    TIMEOUT,
+    CodeRunner,
+    Execution,
+    Limits,
+    load_runner,
+)
 
 # How much program output a Score keeps per test (the sandbox clips too; this keeps rows small).
 DETAIL_CHARS = 1000
@@ -51,20 +61,9 @@ class Problem(Protocol):
     entry_point: str
 
 
-class Execution(Protocol):
-    """What ``workers.sandbox.run`` returns (its ``error`` attribute is read when present)."""
-
-    stdout: str
-    stderr: str
-    exit_code: int | None
-    reason: str | None
-    wall_s: float
-
-
-Runner = Callable[..., Execution]
-# workers.sandbox.execution.OUTPUT_TRUNCATED, not imported: this module loads without workers.
-_OUTPUT_TRUNCATED = "output truncated"
-_TIME_LIMITS = ("timeout", "cpu time")
+_TIME_LIMITS = (TIMEOUT, CPU_TIME)
+# The reason of a score whose runner failed: the trajectory is not at fault, score it again later.
+RUNNER_ERROR = "runner error"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,13 +356,13 @@ def _execution_error(execution: Execution) -> str | None:
     if execution.exit_code not in (0, None):
         last = execution.stderr.strip().splitlines()[-1:]
         return execution.reason or (last[0] if last else f"exit code {execution.exit_code}")
-    if execution.reason and execution.reason != _OUTPUT_TRUNCATED:
+    if execution.reason and execution.reason != OUTPUT_TRUNCATED:
         return execution.reason
     return None
 
 
 def _run_stdin_tests(
-    program: str, tests: Sequence[Mapping[str, Any]], run: Runner, limits: Any
+    program: str, tests: Sequence[Mapping[str, Any]], run: CodeRunner, limits: Limits | None
 ) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     for test in tests:
@@ -384,7 +383,11 @@ def _run_stdin_tests(
 
 
 def _run_call_tests(
-    program: str, entry_point: str, tests: Sequence[Mapping[str, Any]], run: Runner, limits: Any
+    program: str,
+    entry_point: str,
+    tests: Sequence[Mapping[str, Any]],
+    run: CodeRunner,
+    limits: Limits | None,
 ) -> list[dict[str, Any]]:
     execution = run(call_harness(program, entry_point, [t["args"] for t in tests]), limits=limits)
     marked = [line for line in execution.stdout.splitlines() if line.startswith(_RESULT_MARKER)]
@@ -433,14 +436,8 @@ def _malformed_tests(problem: Problem) -> str | None:
     return None
 
 
-def _sandbox_run() -> Runner:
-    from workers.sandbox import run
-
-    return run
-
-
 def score_code(
-    problem: Problem, text: str, *, run: Runner | None = None, limits: Any = None
+    problem: Problem, text: str, *, run: CodeRunner | None = None, limits: Limits | None = None
 ) -> Score:
     problem_error = _malformed_tests(problem)
     if problem_error:
@@ -448,7 +445,7 @@ def score_code(
     program = final_program(problem, text)
     if program is None:
         return Score(False, None, "no answer")
-    run = run or _sandbox_run()
+    run = run or load_runner()
     stdin_tests = [t for t in problem.tests if t["type"] == "stdin"]
     call_tests = [t for t in problem.tests if t["type"] == "call"]
     try:
@@ -456,7 +453,7 @@ def score_code(
         if call_tests:
             results += _run_call_tests(program, problem.entry_point, call_tests, run, limits)
     except Exception as exc:  # the sandbox failing is not the trajectory's fault
-        return Score(None, program, f"runner error: {type(exc).__name__}: {exc}"[:300])
+        return Score(None, program, f"{RUNNER_ERROR}: {type(exc).__name__}: {exc}"[:300])
     passed = sum(r["passed"] for r in results)
     correct = passed == len(results)
     details = {"passed": passed, "total": len(results), "tests": results}
@@ -467,8 +464,11 @@ def score_code(
 # Entry points
 
 
-def score(problem: Problem, text: str, *, run: Runner | None = None, limits: Any = None) -> Score:
-    """Score one trajectory. ``run`` replaces ``workers.sandbox.run`` (tests inject faults)."""
+def score(
+    problem: Problem, text: str, *, run: CodeRunner | None = None, limits: Limits | None = None
+) -> Score:
+    """Score one trajectory. ``run`` runs code problems' programs (default: the project's
+    sandbox, loaded by name when first needed)."""
     try:
         if problem.domain == "code":
             return score_code(problem, text, run=run, limits=limits)
@@ -480,6 +480,9 @@ def score(problem: Problem, text: str, *, run: Runner | None = None, limits: Any
 
 
 def score_many(
-    pairs: Iterable[tuple[Problem, str]], *, run: Runner | None = None, limits: Any = None
+    pairs: Iterable[tuple[Problem, str]],
+    *,
+    run: CodeRunner | None = None,
+    limits: Limits | None = None,
 ) -> list[Score]:
     return [score(problem, text, run=run, limits=limits) for problem, text in pairs]

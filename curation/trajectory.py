@@ -107,20 +107,15 @@ def _scanner(hints: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile("|".join(alternatives))
 
 
-def _default_hints() -> tuple[str, ...]:
-    # Imported here: curation.hints imports this module's constants.
-    from curation.hints import hint_texts
-
-    return tuple(hint_texts())
-
-
-def parse(text: str, *, hints: Iterable[str] | None = None) -> list[Segment]:
+def parse(text: str, *, hints: Iterable[str] = ()) -> list[Segment]:
     """Split a completion into segments that partition it exactly.
 
-    ``hints`` are the hint texts to recognise (``None``: the built-in library; a text may hold
-    ``{testcase}``, matched as a wildcard). Hints are only recognised before ``</think>``.
+    ``hints`` are the hint texts to recognise: the ones the trajectory's rollout inserted (its
+    round's snapshot of the hint library), never a library guessed here, so that every reader
+    (workbench, API, export) sees the same segments. A text may hold ``{testcase}``, matched as
+    a wildcard. Hints are only recognised before ``</think>``.
     """
-    scanner = _scanner(_default_hints() if hints is None else tuple(hints))
+    scanner = _scanner(tuple(hints))
     segments: list[Segment] = []
     prose_kind = "think"
     prose_start = pos = 0

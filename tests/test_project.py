@@ -91,3 +91,30 @@ def test_compose_file_is_valid():
         text=True,
     ).stdout.split()
     assert set(services) == {"postgres", "redis", "web", "worker", "train-worker", "vllm"}
+
+
+def test_the_domain_never_imports_the_workers():
+    # Lazy imports inside functions count too: the domain binds its runner and tasks by name.
+    found = subprocess.run(
+        ["grep", "-rnE", r"^\s*(from|import) workers\b", "curation/"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert found.stdout == "", found.stdout
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django, sys; django.setup();"
+            "import curation.services, curation.review, curation.scoring;"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('workers', 'training')))",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "[]"

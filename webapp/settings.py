@@ -153,6 +153,8 @@ else:
     }
 CELERY_RESULT_BACKEND = None  # results live in the database rows the tasks update
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# The app `curation.dispatch` sends tasks through, by dotted path (the domain never imports it).
+CELERY_APP = "workers.celery.app"
 
 # --- Generation, sandbox, training ----------------------------------------------------------------
 # The engine the rollout workers use: "vllm-local" (vLLM inside the worker, the one-machine default)
@@ -166,6 +168,8 @@ ROLLOUT_CHUNK_SIZE = env.int("ROLLOUT_CHUNK_SIZE", default=16)
 VLLM_ENFORCE_EAGER = env.bool("VLLM_ENFORCE_EAGER", default=True)
 VLLM_MAX_MODEL_LEN = env.int("VLLM_MAX_MODEL_LEN", default=4096)
 VLLM_CPU_KVCACHE_GIB = env.int("VLLM_CPU_KVCACHE_GIB", default=1)
+# The CodeRunner (curation.execution) that re-runs cells and scores code problems, by dotted path.
+CODE_RUNNER = env.str("CODE_RUNNER", default="workers.sandbox.run")
 SANDBOX_ALLOW_UNISOLATED = env.bool("SANDBOX_ALLOW_UNISOLATED", default=False)
 TRAINING_OUTPUT_ROOT = env.path("TRAINING_OUTPUT_ROOT", default=BASE_DIR / ".cache" / "policies")
 
@@ -186,6 +190,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Problems, rounds, trajectories, datasets and SFT jobs of the Hint-RFT loop.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # A review status and a decision share one choice set: one enum in the schema.
+    "ENUM_NAME_OVERRIDES": {"ReviewStatusEnum": "curation.models.ReviewStatus"},
 }
 
 LOGGING = {

@@ -8,6 +8,7 @@ from curation.hints import (
     end_hint_allowed,
     get_hint,
     hint_text,
+    hint_texts,
     pick_hint,
     render_debug_hint,
     should_insert_at_conjunction,
@@ -68,7 +69,7 @@ def test_call_debug_hint_calls_the_solution_class():
 
 def test_rendered_debug_hint_parses_as_a_hint():
     text = "<think>\nHmm. " + render_debug_hint(CALL_PROBLEM) + "\nprint(1)\n```\n"
-    assert [s.kind for s in parse(text)] == ["think", "hint", "code"]
+    assert [s.kind for s in parse(text, hints=hint_texts())] == ["think", "hint", "code"]
 
 
 def test_config_roundtrip_and_defaults():

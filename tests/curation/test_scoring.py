@@ -182,7 +182,7 @@ def test_score_choice():
 @pytest.fixture(scope="module")
 def limits():
     """Short limits for the real sandbox (workers.sandbox), which score() uses by default."""
-    from workers.sandbox import Limits
+    from curation.execution import Limits
 
     return Limits(wall_s=3.0, cpu_s=3.0)
 

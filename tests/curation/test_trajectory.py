@@ -26,13 +26,15 @@ EXAMPLE = (
     "</think>\n\nThe answer is \\boxed{45}."
 )
 
+LIBRARY = hint_texts()  # the built-in hints, as a round that uses them all snapshots them
+
 
 def kinds(segments):
     return [s.kind for s in segments]
 
 
 def test_example_from_the_contract():
-    segments = parse(EXAMPLE)
+    segments = parse(EXAMPLE, hints=LIBRARY)
     assert kinds(segments) == ["think", "hint", "code", "output", "think", "answer"]
     assert segments[1].text == (
         "I can use Python to perform complex calculations for this problem."
@@ -46,7 +48,7 @@ def test_example_from_the_contract():
 
 
 def test_spans_partition_the_text_and_mask_hints_and_outputs():
-    segments = parse(EXAMPLE)
+    segments = parse(EXAMPLE, hints=LIBRARY)
     spans = segment_spans(segments)
     assert spans[0][0] == 0 and spans[-1][1] == len(EXAMPLE)
     assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
@@ -56,7 +58,7 @@ def test_spans_partition_the_text_and_mask_hints_and_outputs():
 
 def test_adjacent_masked_spans_merge():
     text = "a\n```output\nx\n```\n```output\ny\n```\n"
-    segments = parse(text)
+    segments = parse(text, hints=LIBRARY)
     assert kinds(segments) == ["think", "output", "output"]
     assert loss_mask_spans(segments) == [[2, len(text)]]
 
@@ -65,15 +67,15 @@ def test_unclosed_code_block_runs_to_the_end():
     text = (
         "Wait, maybe using python here is a good idea.\n```python\nfor i in range(3):\n    print(i"
     )
-    segments = parse(text)
+    segments = parse(text, hints=LIBRARY)
     assert kinds(segments) == ["think", "hint", "code"]
     assert not segments[-1].closed
     assert segments[-1].body == "for i in range(3):\n    print(i"
 
 
 def test_fence_at_the_very_end_and_empty_bodies():
-    assert kinds(parse("x ```python")) == ["think", "code"]
-    segments = parse("```python\n```\n```output\n\n```\n")
+    assert kinds(parse("x ```python", hints=LIBRARY)) == ["think", "code"]
+    segments = parse("```python\n```\n```output\n\n```\n", hints=LIBRARY)
     assert kinds(segments) == ["code", "output"]
     assert segments[0].body == "" and segments[0].closed
     assert segments[1].body == ""
@@ -81,23 +83,23 @@ def test_fence_at_the_very_end_and_empty_bodies():
 
 def test_closing_fence_must_be_a_whole_line():
     text = "```python\nprint('```')\nx = 1\n```\nafter"
-    segments = parse(text)
+    segments = parse(text, hints=LIBRARY)
     assert kinds(segments) == ["code", "think"]
     assert segments[0].body == "print('```')\nx = 1"
 
 
 def test_inline_fence_is_not_a_block():
-    assert kinds(parse("use ```python code``` inline")) == ["think"]
+    assert kinds(parse("use ```python code``` inline", hints=LIBRARY)) == ["think"]
 
 
 def test_model_written_output_parses_as_output():
     text = "I think\n```output\n42\n```\nso"
-    assert kinds(parse(text)) == ["think", "output", "think"]
+    assert kinds(parse(text, hints=LIBRARY)) == ["think", "output", "think"]
 
 
 def test_code_after_think_end_is_code_in_the_answer_part():
     text = "<think>\nok\n</think>\nFinal:\n```python\ndef solve():\n    return 1\n```\n"
-    segments = parse(text)
+    segments = parse(text, hints=LIBRARY)
     assert kinds(segments) == ["think", "answer", "code"]
     assert answer_start(segments) == 1
     assert code_cells(segments) == [(2, "def solve():\n    return 1", True)]
@@ -106,7 +108,7 @@ def test_code_after_think_end_is_code_in_the_answer_part():
 def test_hints_are_not_recognised_in_the_answer():
     hint = HINTS[0].text.removesuffix("```python")
     text = f"a</think>{hint}"
-    assert kinds(parse(text)) == ["think", "answer"]
+    assert kinds(parse(text, hints=LIBRARY)) == ["think", "answer"]
 
 
 def test_explicit_hint_list_and_no_hints():
@@ -123,7 +125,7 @@ def test_rendered_debug_hint_is_one_hint_segment():
     )
     hint = render_debug_hint(problem)
     text = f"<think>\nI should test.{hint}\nprint(1)\n```\n```output\n1\n```\n</think>\nDone."
-    segments = parse(text)
+    segments = parse(text, hints=LIBRARY)
     assert kinds(segments) == ["think", "hint", "code", "output", "answer"]
     # The hint's own template code and output blocks stay inside the hint segment.
     assert "sys.stdin = io.StringIO" in segments[1].text
@@ -131,27 +133,27 @@ def test_rendered_debug_hint_is_one_hint_segment():
 
 
 def test_replace_segment_keeps_fences_and_other_segments():
-    segments = parse(EXAMPLE)
+    segments = parse(EXAMPLE, hints=LIBRARY)
     edited = replace_segment(segments, 2, "print(45)")
     assert edited[2].text == "```python\nprint(45)\n```\n"
     assert edited[:2] == segments[:2] and edited[3:] == segments[3:]
-    assert parse(render(edited)) == edited
+    assert parse(render(edited), hints=LIBRARY) == edited
     prose = replace_segment(segments, 4, "Hence 45.\n")
     assert prose[4] == Segment("think", "Hence 45.\n")
 
 
 def test_replace_segment_refuses_a_closing_fence_in_the_body():
     with pytest.raises(ValueError, match="```"):
-        replace_segment(parse(EXAMPLE), 2, "x = 1\n```\nprint(x)")
+        replace_segment(parse(EXAMPLE, hints=LIBRARY), 2, "x = 1\n```\nprint(x)")
     with pytest.raises(IndexError):
-        replace_segment(parse(EXAMPLE), 99, "x")
+        replace_segment(parse(EXAMPLE, hints=LIBRARY), 99, "x")
 
 
 def test_output_block():
     assert output_block("45\n") == "```output\n45\n```\n"
     block = output_block("a\n```\nb")
-    assert kinds(parse(block)) == ["output"]
-    assert parse(block)[0].body == "a\n ```\nb"
+    assert kinds(parse(block, hints=LIBRARY)) == ["output"]
+    assert parse(block, hints=LIBRARY)[0].body == "a\n ```\nb"
 
 
 PIECES = [
@@ -179,7 +181,7 @@ PIECES = [
 
 
 def check_invariants(text: str) -> None:
-    segments = parse(text)
+    segments = parse(text, hints=LIBRARY)
     assert render(segments) == text
     assert all(s.text for s in segments), "no empty segments"
     assert all(s.kind in KINDS for s in segments)
@@ -196,7 +198,7 @@ def check_invariants(text: str) -> None:
         assert all(s.kind != "hint" for s in segments[first_answer:])
         assert all(s.kind != "think" for s in segments[first_answer:])
     # Parsing is stable: the rendered parse parses the same way.
-    assert parse(render(segments)) == segments
+    assert parse(render(segments), hints=LIBRARY) == segments
 
 
 @settings(max_examples=300, deadline=None)

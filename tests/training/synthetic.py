@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from curation.hints import HINTS
+from curation.hints import HINTS, hint_texts
 from curation.trajectory import loss_mask_spans, output_block, parse
 
 SYSTEM = "You are a helpful assistant. Think step by step and use Python when it helps."
@@ -36,7 +36,7 @@ def row(index: int, rng: random.Random, filler_words: int = 0) -> dict:
             {"role": "user", "content": f"What is {a} + {b}?"},
             {"role": "assistant", "content": text},
         ],
-        "mask_spans": loss_mask_spans(parse(text)),
+        "mask_spans": loss_mask_spans(parse(text, hints=hint_texts())),
         "problem_id": f"sum-{a}-{b}",
         "trajectory_id": f"t{index}",
         "dataset_version": "test",

@@ -4,6 +4,7 @@ import json
 import pytest
 from tokenizers import processors
 
+from curation.hints import hint_texts
 from curation.trajectory import loss_mask_spans, parse
 from tests.training import synthetic
 from tests.training.conftest import write_jsonl
@@ -70,7 +71,7 @@ def test_trajectory_masks_hints_and_outputs_token_by_token(tokenizer, rows):
 def test_trained_tokens_are_the_models_own_text(tokenizer, rows):
     row = rows[3]
     content = row["messages"][-1]["content"]
-    segments = parse(content)
+    segments = parse(content, hints=hint_texts())
     (example,) = tokenize_rows([row], tokenizer)
     trained = tokenizer.decode([t for t in example.labels.tolist() if t != IGNORE_INDEX])
     hint = next(s.text for s in segments if s.kind == "hint")
@@ -242,5 +243,5 @@ def test_mask_spans_must_lie_inside_the_content(spans):
 def test_spans_from_curation_parse_agree_with_the_export(rows):
     for row in rows:
         content = row["messages"][-1]["content"]
-        assert row["mask_spans"] == loss_mask_spans(parse(content))
+        assert row["mask_spans"] == loss_mask_spans(parse(content, hints=hint_texts()))
         assert len(row["mask_spans"]) == 2  # the hint and the output block

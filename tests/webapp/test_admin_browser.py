@@ -32,7 +32,7 @@ def test_import_create_launch_and_watch_a_round(page, live_server, tmp_path, mon
     # to a broker that other test runs' workers may share.
     enqueued = []
     monkeypatch.setattr(
-        "workers.tasks.run_round_chunk.delay_on_commit", lambda chunk_id: enqueued.append(chunk_id)
+        "curation.dispatch.send", lambda task, ids: enqueued.append(ids["chunk_id"])
     )
     user = UserFactory(username="cura", is_staff=True)
     user.groups.add(Group.objects.get(name=CURATOR))

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from curation.hints import HintConfig
+from curation.hints import HINTS, Hint, HintConfig
 from curation.problems import ProblemSpec
 from curation.prompting import SYSTEM_PROMPT
 from curation.trajectory import OUTPUT_FENCE, THINK_END, output_block, parse, render
@@ -642,3 +642,26 @@ def test_no_continuation_takes_a_trajectory_past_its_budget(
     check_invariants(tokenizer, result, max_new_tokens=max_new_tokens, max_model_len=max_model_len)
     for request in result.requests:
         assert request.prompt_tokens < max_model_len
+
+
+@pytest.mark.vllm
+def test_a_round_s_own_hint_library_is_what_the_rollout_inserts(loop, engine):
+    # A hint added in the admin (snapshotted into the round's config at launch) is inserted
+    # verbatim; the built-in ones it does not name are never used.
+    added = Hint("check_by_program", "math", "Let me make sure with a short program.```python")
+    config = HintConfig(
+        hints=("check_by_program",),
+        library=(added, *HINTS),
+        conjunction_probability=0.0,
+        end_repeats=1,
+    )
+    results = collect(
+        loop,
+        Steered(engine, steer_to_end_of_thinking),
+        jobs_for(engine.tokenizer, sample_problems(3, seed=23), hint_config=config),
+        tools=tools(),
+        sampling=Sampling(max_new_tokens=600),
+    )
+    for _, result in results:
+        check_invariants(engine.tokenizer, result, max_new_tokens=600)
+        assert [(h.name, h.text) for h in result.hints] == [(added.name, added.text)]

@@ -6,8 +6,9 @@ import threading
 
 import pytest
 
-from workers.sandbox import Execution, Limits, Pool, SandboxUnavailable, execution
-from workers.sandbox.formatting import format_output, head_tail, short_traceback
+from curation import execution
+from curation.execution import format_output, head_tail, short_traceback
+from workers.sandbox import Execution, Limits, Pool, SandboxUnavailable
 from workers.sandbox.sessions import Block, SessionStore
 
 SECRET = "start-test-secret-7f3a9c"

@@ -7,7 +7,6 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from curation.hints import HintConfig
 from curation.models import (
     AuditAction,
     AuditEvent,
@@ -21,12 +20,11 @@ from curation.models import (
     ProblemSet,
     ReviewStatus,
     Round,
-    RoundKind,
     SFTJob,
     Split,
     Trajectory,
 )
-from curation.services import hint_library, round_create
+from curation.services import SettingError, round_create, round_settings
 from curation.trajectory import parse, segment_spans
 from training.config import ConfigError, config_from_dict
 from webapp.api.schema import RESERVED_SFT_KEYS, sft_config_schema
@@ -156,12 +154,13 @@ class RoundSerializer(serializers.ModelSerializer):
     problem_sets = serializers.SlugRelatedField(
         slug_field="name", many=True, queryset=ProblemSet.objects.all()
     )
-    # Omitted sampling settings take the kind's defaults (curation.services.ROUND_DEFAULTS).
-    temperature = serializers.FloatField(min_value=0.0, max_value=2.0, required=False)
-    top_p = serializers.FloatField(min_value=0.01, max_value=1.0, required=False)
-    max_tokens = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False)
-    samples_hinted = serializers.IntegerField(min_value=0, max_value=1024, required=False)
-    samples_plain = serializers.IntegerField(min_value=0, max_value=1024, required=False)
+    # Omitted sampling settings take the kind's defaults (curation.services.ROUND_DEFAULTS);
+    # bounds are checked once, by curation.services.round_settings.
+    temperature = serializers.FloatField(required=False)
+    top_p = serializers.FloatField(required=False)
+    max_tokens = serializers.IntegerField(required=False)
+    samples_hinted = serializers.IntegerField(required=False)
+    samples_plain = serializers.IntegerField(required=False)
     hint_config = serializers.JSONField(
         required=False,
         help_text="HintConfig keys: hints, conjunctions, conjunction_probability, max_hints, "
@@ -215,20 +214,16 @@ class RoundSerializer(serializers.ModelSerializer):
     def validate_hint_config(self, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise serializers.ValidationError("expected an object of hint settings")
-        try:
-            config = HintConfig.from_dict(value, known_hints=[h.name for h in hint_library()])
-        except (TypeError, ValueError) as exc:
-            raise serializers.ValidationError(str(exc)) from None
-        return config.to_dict()
+        return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if attrs.get("samples_hinted") == 0 and attrs.get("samples_plain") == 0:
-            raise serializers.ValidationError(
-                {"samples_hinted": "a round needs at least one sample per problem"}
-            )
-        if attrs["kind"] == RoundKind.SEED and "hint_config" not in attrs:
-            attrs["hint_config"] = HintConfig().to_dict()
-        return attrs
+        identity = {"name", "kind", "policy", "problem_sets"}
+        options = {k: v for k, v in attrs.items() if k not in identity}
+        try:
+            settings = round_settings(kind=attrs["kind"], **options)
+        except SettingError as exc:
+            raise serializers.ValidationError({exc.field: str(exc)}) from None
+        return {**attrs, **settings}
 
     def create(self, validated_data: dict[str, Any]) -> Round:
         try:
@@ -312,6 +307,16 @@ class TrajectorySerializer(serializers.ModelSerializer):
         ]
 
 
+class DecisionSerializer(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=ReviewStatus.choices, help_text="pending: reopen.")
+    reason = serializers.CharField(
+        required=False, allow_blank=True, max_length=1000, help_text="Required to reject."
+    )
+    base_version = serializers.IntegerField(
+        min_value=1, help_text="The version the decision is about: a newer one is a 409."
+    )
+
+
 class FlagSerializer(serializers.ModelSerializer):
     class Meta:
         model = Flag
@@ -354,7 +359,7 @@ class TrajectoryDetailSerializer(TrajectorySerializer):
 
     @extend_schema_field(SegmentSerializer(many=True))
     def get_segments(self, trajectory: Trajectory) -> list[dict[str, Any]]:
-        segments = parse(trajectory.text, hints=trajectory.hints or None)
+        segments = parse(trajectory.text, hints=trajectory.hints)
         return [
             {"index": i, "kind": s.kind, "start": start, "end": end, "text": s.text}
             for i, (s, (start, end)) in enumerate(

@@ -18,8 +18,7 @@ import atexit
 import os
 import threading
 
-from workers.sandbox.execution import Execution, Limits
-from workers.sandbox.formatting import format_output
+from curation.execution import Execution, Limits, format_output
 from workers.sandbox.pool import Pool, SandboxUnavailable
 
 __all__ = [

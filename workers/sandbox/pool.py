@@ -33,9 +33,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
+from curation import execution as ex
+from curation.execution import Execution, Limits
 from workers.sandbox import bwrap, cgroups, zygote
-from workers.sandbox import execution as ex
-from workers.sandbox.execution import Execution, Limits
 from workers.sandbox.sessions import Block, SessionStore
 
 log = logging.getLogger(__name__)
