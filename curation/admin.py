@@ -297,21 +297,11 @@ class RoundForm(forms.ModelForm):
         }
         for name, value in initial.items():
             self.fields[name].initial = value
-        if not self.instance.pk:  # a new round starts from its kind's defaults (a seed round)
-            for name, value in services.ROUND_DEFAULTS[RoundKind.SEED].items():
-                self.fields[name].initial = value
-
-    def clean_temperature(self) -> float:
-        value = self.cleaned_data["temperature"]
-        if not 0 <= value <= 2:
-            raise forms.ValidationError("between 0 and 2")
-        return value
-
-    def clean_top_p(self) -> float:
-        value = self.cleaned_data["top_p"]
-        if not 0 < value <= 1:
-            raise forms.ValidationError("in (0, 1]")
-        return value
+        if not self.instance.pk:  # blank sampling settings take the chosen kind's defaults
+            for name in services.ROUND_DEFAULTS[RoundKind.SEED]:
+                self.fields[name].required = False
+                self.fields[name].initial = None
+                self.fields[name].help_text = "Blank: the kind's default."
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -319,32 +309,41 @@ class RoundForm(forms.ModelForm):
             self.add_error("hints", "choose at least one hint")
             return data
         conjunctions = [w.strip() for w in data.get("conjunctions", "").split(",") if w.strip()]
-        try:
-            self.hint_config = HintConfig.from_dict(
-                {
-                    "hints": data["hints"],
-                    "conjunctions": conjunctions,
-                    "conjunction_probability": data.get("conjunction_probability", 0.5),
-                    "max_hints": data.get("max_hints", 3),
-                    "end_of_thinking": data.get("end_of_thinking", False),
-                    "end_repeats": data.get("end_repeats", 1),
-                    "max_tool_calls": data.get("max_tool_calls", 6),
-                },
-                known_hints=[h.name for h in services.hint_library()],
-            ).to_dict()
-        except ValueError as exc:
-            raise forms.ValidationError(str(exc)) from None
-        self.tool_config = {
+        hint_config = {
+            "hints": data["hints"],
+            "conjunctions": conjunctions,
+            "conjunction_probability": data.get("conjunction_probability", 0.5),
+            "max_hints": data.get("max_hints", 3),
+            "end_of_thinking": data.get("end_of_thinking", False),
+            "end_repeats": data.get("end_repeats", 1),
+            "max_tool_calls": data.get("max_tool_calls", 6),
+        }
+        tool_config = {
             "max_calls": data.get("max_tool_calls", 6),
             "timeout_s": data.get("timeout_s", 10),
             "memory_mb": data.get("memory_mb", 1024),
             "notebook": data.get("notebook", False),
         }
+        sampling = {name: data.get(name) for name in services.ROUND_DEFAULTS[RoundKind.SEED]}
+        try:
+            self.settings = services.round_settings(
+                kind=data.get("kind", RoundKind.SEED),
+                split=data.get("split"),
+                max_tokens=data.get("max_tokens"),
+                hint_config=hint_config,
+                tool_config=tool_config,
+                **sampling,
+            )
+        except services.SettingError as exc:
+            field = {"hint_config": "hints", "max_calls": "max_tool_calls"}.get(
+                exc.field, exc.field
+            )
+            self.add_error(field if field in self.fields else None, str(exc))
         return data
 
     def save(self, commit: bool = True) -> models.Round:
-        self.instance.hint_config = self.hint_config
-        self.instance.tool_config = self.tool_config
+        for name, value in self.settings.items():
+            setattr(self.instance, name, value)
         return super().save(commit)
 
 
@@ -401,6 +400,27 @@ class RoundAdmin(admin.ModelAdmin):
         ("Tools", {"fields": ["max_tool_calls", "timeout_s", "memory_mb", "notebook"]}),
     ]
 
+    def save_model(
+        self, request: HttpRequest, obj: models.Round, form: RoundForm, change: bool
+    ) -> None:
+        """A new round is made by `round_create`, as from the API and `launch_round`."""
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        created = services.round_create(
+            name=obj.name,
+            kind=obj.kind,
+            policy=obj.policy,
+            problem_sets=form.cleaned_data["problem_sets"],
+            user=request.user,
+            **form.settings,
+        )
+        obj.pk, obj._state.adding = created.pk, False  # the admin redirects to it
+
+    def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
+        if change:  # round_create set a new round's problem sets
+            super().save_related(request, form, formsets, change)
+
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).annotate(done=Count("trajectories"))
 
@@ -445,11 +465,6 @@ class RoundAdmin(admin.ModelAdmin):
         if obj is not None and obj.is_active:
             return [(None, {"fields": self.ACTIVE_FIELDS})]
         return self.fieldsets
-
-    def save_model(self, request: HttpRequest, obj: models.Round, form, change: bool) -> None:
-        if not change:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
 
     @admin.action(description="Launch selected rounds", permissions=["launch"])
     def launch_rounds(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -518,8 +533,24 @@ class RoundAdmin(admin.ModelAdmin):
         return redirect(self._url("progress", round_))
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Shows rows; every change goes through the services that keep the review's rules."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(models.Trajectory)
-class TrajectoryAdmin(admin.ModelAdmin):
+class TrajectoryAdmin(ReadOnlyAdmin):
+    """Read-only: text, status, correctness and candidacy change only in the workbench, where
+    every edit is a Revision, bumps the version and is scored again."""
+
     list_display = [
         "id",
         "round",
@@ -531,28 +562,32 @@ class TrajectoryAdmin(admin.ModelAdmin):
         "flag_count",
         "candidate",
         "review_status",
+        "workbench",
     ]
     list_filter = ["round", "hinted", "is_correct", "candidate", "review_status", "finish_reason"]
     search_fields = ["problem__external_id", "text"]
     list_select_related = ["round", "problem"]
-    raw_id_fields = ["round", "problem", "claimed_by", "reviewed_by"]
-    readonly_fields = ["original_text", "version"]
+
+    @admin.display(description="Review")
+    def workbench(self, trajectory: models.Trajectory) -> str:
+        url = reverse("ui:trajectory", args=[trajectory.pk])
+        return format_html('<a href="{}">open in the workbench</a>', url)
+
+    readonly_fields = ["workbench"]
 
 
 @admin.register(models.Flag)
-class FlagAdmin(admin.ModelAdmin):
+class FlagAdmin(ReadOnlyAdmin):
     list_display = ["trajectory", "kind", "message", "start", "end"]
     list_filter = ["kind"]
     search_fields = ["message"]
-    raw_id_fields = ["trajectory"]
 
 
 @admin.register(models.Revision)
-class RevisionAdmin(admin.ModelAdmin):
+class RevisionAdmin(ReadOnlyAdmin):
     list_display = ["trajectory", "action", "author", "created_at"]
     list_filter = ["action", "author"]
     search_fields = ["reason"]
-    raw_id_fields = ["trajectory"]
 
 
 # --- Datasets ---------------------------------------------------------------------------------
@@ -769,23 +804,18 @@ class SFTJobForm(forms.ModelForm):
         return name
 
     def clean(self) -> dict[str, Any]:
-        from training.config import ConfigError, config_from_dict
-
         data = super().clean()
         extra = data.get("extra_config") or {}
         if not isinstance(extra, dict):
             self.add_error("extra_config", "expected a JSON object")
             return data
         config = {**{k: data[k] for k in self.HYPERPARAMETERS if k in data}, **extra}
-        # The runner sets the model, dataset and output paths; the probe stands in for them
-        # (any existing file for the dataset the runner writes later).
-        reserved = {"model_name_or_path": "base", "dataset": __file__, "output_dir": "out"}
-        if set(config) & set(reserved):
-            self.add_error("extra_config", f"{sorted(reserved)} are set by the job")
-            return data
         try:
-            config_from_dict({**config, **reserved}).validate()
-        except ConfigError as exc:
+            services.sft_job_config_validate(config)
+        except ValueError as exc:
+            if set(config) & set(services.SFT_RESERVED):  # a key that only extra_config can hold
+                self.add_error("extra_config", str(exc))
+                return data
             raise forms.ValidationError(str(exc)) from None
         self.config = config
         return data

@@ -15,6 +15,8 @@ character span of ``text`` so the UI can highlight it. Kinds (short, stable stri
 - ``output_truncated``: an output block that was clipped, never closed, or hit a limit (timeout,
   memory);
 - ``fake_output``: an output block that does not follow a code block (the model wrote it);
+- ``stale_output`` (level ``error``): an output block whose code changed since it ran (checked when
+  the caller passes the digests of the outputs known to be true, see ``output_sources``);
 - ``unclosed_code``: a code block that never closed;
 - ``repetition``: a run of repeated text (looping n-grams, copied paragraphs, a stuttered unit);
 - ``hint`` (level ``info``): where a hint was inserted and how many there are.
@@ -26,11 +28,13 @@ from __future__ import annotations
 
 import ast
 import difflib
+import hashlib
 import io
+import json
 import re
 import tokenize
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -38,6 +42,7 @@ from pyflakes import checker as pyflakes_checker
 from pyflakes import messages as pyflakes_messages
 
 from curation import trajectory as fmt
+from curation.execution import CUT_MARKER, LIMIT_NOTE
 from curation.hints import HINTS, Hint
 
 KINDS = (
@@ -49,6 +54,7 @@ KINDS = (
     "code_error",
     "output_truncated",
     "fake_output",
+    "stale_output",
     "unclosed_code",
     "repetition",
     "hint",
@@ -438,34 +444,46 @@ def _harness_flags(cells: Sequence[_Cell], problem: Problem) -> Iterator[Flag]:
 _ERROR_LINE = re.compile(
     r"^(?:Traceback \(most recent call last\):|\w*(?:Error|Exception)\b(?::.*)?)$", re.MULTILINE
 )
-# The sandbox's cut marker ("[... 120 characters cut ...]") and other common ones.
-_TRUNCATED = re.compile(
+# Other runners' wordings for a cut or a limit (outputs pasted from elsewhere, older data); the
+# project's own are curation.execution's CUT_MARKER and LIMIT_NOTE.
+_OTHER_TRUNCATED = re.compile(
     r"\[\.\.\. ?\d+ \w+ cut \.\.\.\]|\[?(?:output )?(?:truncated|clipped)\b"
     r"|\(\d+ more (?:chars|characters|bytes|lines)\)",
     re.IGNORECASE,
 )
-# The sandbox's limit notes (TimeoutError/MemoryError/BlockingIOError lines, "Killed (SIG...)",
-# "printed too much output") and the usual wording of other runners.
-_LIMIT = re.compile(
+_OTHER_LIMIT = re.compile(
     r"timed? ?out|time limit|TimeoutError|MemoryError|memory limit|\bKilled\b|CPU time"
     r"|too many processes|too much output",
     re.IGNORECASE,
 )
 
 
-def _follows_code(segments: Sequence[fmt.Segment], index: int) -> bool:
-    """Whether the output block at ``index`` answers a code block (blank prose may sit between)."""
+def _limit(text: str) -> re.Match[str] | None:
+    return LIMIT_NOTE.search(text) or _OTHER_LIMIT.search(text)
+
+
+def _truncated(text: str) -> re.Match[str] | None:
+    return CUT_MARKER.search(text) or _OTHER_TRUNCATED.search(text)
+
+
+def _answered_cell(segments: Sequence[fmt.Segment], index: int) -> int | None:
+    """The code cell the output block at ``index`` answers (blank prose may sit between)."""
     previous = index - 1
     while (
         previous >= 0 and segments[previous].kind == "think" and not segments[previous].text.strip()
     ):
         previous -= 1
-    return previous >= 0 and segments[previous].kind == "code"
+    return previous if previous >= 0 and segments[previous].kind == "code" else None
+
+
+def _follows_code(segments: Sequence[fmt.Segment], index: int) -> bool:
+    """Whether the output block at ``index`` answers a code block (blank prose may sit between)."""
+    return _answered_cell(segments, index) is not None
 
 
 def _error_lines(body: str) -> list[re.Match[str]]:
     # A limit is reported as output_truncated, not as an error of the code.
-    return [m for m in _ERROR_LINE.finditer(body) if not _LIMIT.search(m.group())]
+    return [m for m in _ERROR_LINE.finditer(body) if not _limit(m.group())]
 
 
 def _tool_flags(
@@ -498,8 +516,8 @@ def _tool_flags(
                 body_start + last.start(),
                 body_start + last.end(),
             )
-        limit = _LIMIT.search(body)
-        truncated = _TRUNCATED.search(body)
+        limit = _limit(body)
+        truncated = _truncated(body)
         if not segment.closed or truncated or limit:
             match = limit or truncated
             what = "never closed" if not segment.closed else "hit a limit" if limit else "clipped"
@@ -510,6 +528,55 @@ def _tool_flags(
                 body_start + match.start() if match else start,
                 body_start + match.end() if match else end,
             )
+
+
+# ---------------------------------------------------------------------------------------------
+# Stale outputs
+
+STALE_OUTPUT = "output is stale: re-run the cell"
+
+
+@dataclass(frozen=True)
+class OutputSource:
+    """An output block, the code cell it answers, and the digest of the run that printed it."""
+
+    cell: int  # segment index of the code cell
+    output: int  # segment index of the output block
+    digest: str
+
+
+def output_sources(
+    segments: Sequence[fmt.Segment], *, shared_state: bool = False
+) -> list[OutputSource]:
+    """Every output block that answers a code cell, with the digest of its cell's code (with
+    ``shared_state``, of every earlier executed cell's code too, as a notebook session replays
+    them) and of the output itself.
+
+    An output is true when its digest is one that really ran: the generated text's, or one a
+    re-run recorded. Changing the code changes the digest, so its old output no longer matches.
+    """
+    sources = []
+    executed: list[str] = []
+    for index, segment in enumerate(segments):
+        cell = _answered_cell(segments, index) if segment.kind == "output" else None
+        if cell is None:
+            continue
+        executed.append(segments[cell].body)
+        code = executed if shared_state else executed[-1:]
+        payload = json.dumps([code, segment.body]).encode()
+        sources.append(OutputSource(cell, index, hashlib.sha256(payload).hexdigest()))
+    return sources
+
+
+def stale_outputs(
+    segments: Sequence[fmt.Segment], *, true_outputs: Collection[str], shared_state: bool = False
+) -> list[OutputSource]:
+    """The output blocks whose digest is not among ``true_outputs``."""
+    return [
+        source
+        for source in output_sources(segments, shared_state=shared_state)
+        if source.digest not in true_outputs
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -573,7 +640,7 @@ def _stutters(
 
 def repetition_score(text: str, *, segments: Sequence[fmt.Segment] | None = None) -> float:
     """The fraction of the prose (words) inside repeated runs or stutters: 0 clean, 1 a loop."""
-    segments = fmt.parse(text) if segments is None else segments
+    segments = fmt.parse(text) if segments is None else segments  # no hints: they are prose
     spans = fmt.segment_spans(segments)
     words = _prose_words(segments, spans)
     if not words:
@@ -626,14 +693,17 @@ def find_flags(
     text: str,
     problem: Problem | None = None,
     *,
-    hints: Iterable[str] | None = None,
+    hints: Iterable[str] = (),
     library: Iterable[Hint] = HINTS,
     shared_state: bool = False,
+    true_outputs: Collection[str] | None = None,
 ) -> list[Flag]:
     """All flags for one trajectory, in text order.
 
     ``hints`` as for ``trajectory.parse``. ``shared_state``: cells see earlier cells' names (a
     notebook-like sandbox session); by default each cell runs alone, as the rollout runs them.
+    ``true_outputs``: the digests of the outputs known to be true (``output_sources``); every
+    other output block is stale. None: staleness is not checked.
     """
     segments = fmt.parse(text, hints=hints)
     spans = fmt.segment_spans(segments)
@@ -647,6 +717,11 @@ def find_flags(
     if problem is not None:
         flags += _harness_flags(cells, problem)
     flags += _tool_flags(segments, spans)
+    if true_outputs is not None:
+        flags += [
+            Flag("stale_output", STALE_OUTPUT, s.output, *spans[s.output], "error")
+            for s in stale_outputs(segments, true_outputs=true_outputs, shared_state=shared_state)
+        ]
     flags += _repetition_flags(segments, spans)
     flags += _hint_flags(segments, spans, library)
     return sorted(flags, key=lambda f: (f.start, f.end, f.kind))
@@ -672,7 +747,7 @@ class ToolCalls:
     failed: int
 
 
-def tool_calls(text: str, *, hints: Iterable[str] | None = None) -> ToolCalls:
+def tool_calls(text: str, *, hints: Iterable[str] = ()) -> ToolCalls:
     """Code calls and how they went, for rules like D_seed's "one call ran without error"."""
     segments = fmt.parse(text, hints=hints)
     total = clean = 0
@@ -681,7 +756,7 @@ def tool_calls(text: str, *, hints: Iterable[str] | None = None) -> ToolCalls:
             continue
         total += 1
         body = segment.body
-        limited = _LIMIT.search(body) or _TRUNCATED.search(body)
+        limited = _limit(body) or _truncated(body)
         if segment.closed and not limited and not _error_lines(body):
             clean += 1
     return ToolCalls(total, clean, total - clean)

@@ -7,10 +7,13 @@ constraints and reusable query filters.
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
+
+from curation.hints import Hint, hint_validate
 
 
 class Domain(models.TextChoices):
@@ -95,6 +98,12 @@ class HintTemplate(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        try:
+            hint_validate(Hint(name=self.name, domain=self.domain, text=self.text))
+        except ValueError as exc:
+            raise ValidationError({"text": str(exc)}) from None
+
 
 class RoundKind(models.TextChoices):
     SEED = "seed", "Seed (hinted + baseline)"
@@ -152,6 +161,11 @@ class Round(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+    @property
+    def notebook(self) -> bool:
+        """Whether its cells share one interpreter session, later cells seeing earlier state."""
+        return bool((self.tool_config or {}).get("notebook", False))
 
 
 class ChunkStatus(models.TextChoices):
@@ -219,6 +233,12 @@ class Trajectory(models.Model):
     text = models.TextField(help_text="The completion: the one truth for training.")
     original_text = models.TextField(help_text="As generated, before any human edit.")
     hints = models.JSONField(default=list, blank=True, help_text="Hint texts the rollout inserted.")
+    output_sources = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Digests (curation.checks.output_sources) of outputs that are true besides the "
+        "generated text's: those a re-run printed and stale ones an annotator kept.",
+    )
     finish_reason = models.CharField(max_length=32)
     error = models.TextField(blank=True)
     num_tokens = models.PositiveIntegerField(default=0)
@@ -261,7 +281,10 @@ class Trajectory(models.Model):
     class Meta:
         ordering = ["id"]
         verbose_name_plural = "trajectories"
-        permissions = [("review_trajectory", "Can claim, approve and reject trajectories")]
+        permissions = [
+            ("review_trajectory", "Can claim, approve and reject trajectories"),
+            ("take_over_claim", "Can take over another annotator's claim"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["round", "problem", "hinted", "sample_index"],

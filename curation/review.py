@@ -3,11 +3,16 @@
 Every writer here takes the trajectory's row lock (`select_for_update`) inside a transaction and,
 where it changes content or review state, checks the caller's `base_version` under that lock: a
 stale save raises `StaleVersionError` ("changed by X at T"), so no update is ever lost. Each text
-change is a `Revision` (before/after, author, base version) and bumps `version`; scoring and checks
-re-run on the new text before the lock is released, so flags and score always match the text.
-Claims (leases) are routing, not content: they neither check nor bump the version. Editing does
-not need the claim (the version check keeps concurrent edits safe); it claims a free item for
-its author, so that "next" sends the others elsewhere.
+change is a `Revision` (before/after, author, base version) and bumps `version`; checks re-run on
+the new text before the lock is released, so flags always match the text; a code problem's tests
+run later on the sandbox queue (the score reads "scoring…" until then). Cells re-run *before*
+the lock is taken: the sandbox can take seconds, and no row stays locked for foreign work.
+Claims (leases) neither check nor bump the version, but while one is live every other user's
+edit or decision is refused ("claimed by X until HH:MM"); a curator may take a lease over.
+Editing a free item claims it for its author, so that "next" sends the others elsewhere.
+An output block is true only while its cell reads as it ran (`checks.output_sources`): an edit
+without a re-run leaves it stale, and approval waits until the cell is re-run or the annotator
+keeps the output, with a reason.
 """
 
 from __future__ import annotations
@@ -17,18 +22,26 @@ import keyword
 import re
 import tokenize
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from curation import checks
 from curation import trajectory as fmt
+from curation.execution import CodeRunner, Limits
 from curation.models import Flag, ReviewStatus, Revision, Trajectory
-from curation.services import ConflictError, trajectory_score
+from curation.services import (
+    ConflictError,
+    code_runner,
+    trajectory_score,
+    trajectory_true_outputs,
+)
 
 CLAIM_LEASE = timedelta(minutes=30)
 
@@ -44,6 +57,10 @@ REJECT_REASONS = (
 
 # Revisions that record a decision (the text is unchanged) carry this action prefix.
 DECISION_PREFIX = "decide_"
+# Revisions, the text unchanged, of a curator taking over a lease and of a stale output kept.
+TAKE_OVER_ACTION = "take_over_claim"
+KEEP_OUTPUT_ACTION = "keep_stale_output"
+TAKE_OVER_PERMISSION = "curation.take_over_claim"
 
 # A rephrased hint is recognised by its text wherever it occurs: a short one would match prose.
 MIN_HINT_CHARS = 20
@@ -72,6 +89,7 @@ def trajectory_last_change(*, trajectory: Trajectory) -> tuple[str, datetime]:
     """Who made the latest change (an edit or a decision: both are revisions) and when."""
     revision = (
         Revision.objects.filter(trajectory_id=trajectory.pk)
+        .exclude(action=TAKE_OVER_ACTION)
         .select_related("author")
         .order_by("-id")
         .first()
@@ -115,20 +133,43 @@ def _claimed_by_other(trajectory: Trajectory, user, now: datetime) -> bool:
     )
 
 
+def _check_lease(trajectory: Trajectory, user, now: datetime) -> None:
+    """Refuse a write while another user's lease is live."""
+    if _claimed_by_other(trajectory, user, now):
+        until = timezone.localtime(trajectory.claimed_until).strftime("%H:%M")
+        raise ConflictError(f"claimed by {trajectory.claimed_by} until {until}")
+
+
 # --- Claims -----------------------------------------------------------------------------------
 
 
-def trajectory_claim(*, trajectory: Trajectory, user, lease: timedelta = CLAIM_LEASE) -> Trajectory:
+def trajectory_claim(
+    *, trajectory: Trajectory, user, lease: timedelta = CLAIM_LEASE, take_over: bool = False
+) -> Trajectory:
     """Lease the trajectory to `user` (or renew their lease). Takes the row lock.
 
-    A live lease of another annotator is a ConflictError; an expired one is taken over.
+    A live lease of another annotator is a ConflictError; an expired one is taken over. With
+    `take_over` a curator (TAKE_OVER_PERMISSION) takes a live one too, for an annotator who left
+    with items claimed; a revision (text unchanged) names the previous holder.
     """
     now = timezone.now()
     with transaction.atomic():
         locked = _locked(trajectory, None)
-        if _claimed_by_other(locked, user, now):
+        if take_over and _claimed_by_other(locked, user, now):
+            if not user.has_perm(TAKE_OVER_PERMISSION):
+                raise PermissionDenied("only a curator may take over another annotator's claim")
             until = timezone.localtime(locked.claimed_until).strftime("%H:%M")
-            raise ConflictError(f"claimed by {locked.claimed_by} until {until}")
+            Revision.objects.create(
+                trajectory=locked,
+                author=user,
+                action=TAKE_OVER_ACTION,
+                reason=f"took over the claim of {locked.claimed_by} (until {until})",
+                before_text=locked.text,
+                after_text=locked.text,
+                base_version=locked.version,
+            )
+        else:
+            _check_lease(locked, user, now)
         _lease_for(locked, user, now, lease)
         locked.save(update_fields=["claimed_by", "claimed_until"])
     return locked
@@ -191,15 +232,21 @@ def _save_text(
     action: str,
     reason: str = "",
     hints: list[str] | None = None,
+    outputs_of: Sequence[int] = (),
 ) -> EditResult:
     """Store a new text under the caller's lock: Revision, version bump, re-score.
 
+    Refused while another user's lease is live. `outputs_of`: code cells (segment indices in the
+    locked text) whose output blocks in the new text are true, just run or kept by the author;
+    their digests are recorded, so a re-run that printed the same text still clears staleness.
     An edit reopens a decided trajectory (the decision was about the old text) and renews the
-    editor's lease when nobody else holds one.
+    editor's lease.
     """
-    if new_text == locked.text and hints is None:
-        return EditResult(locked, None)
     now = timezone.now()
+    _check_lease(locked, author, now)
+    proven = _new_true_outputs(locked, new_text, outputs_of)
+    if new_text == locked.text and hints is None and not proven:
+        return EditResult(locked, None)
     revision = Revision.objects.create(
         trajectory=locked,
         author=author,
@@ -215,18 +262,34 @@ def _save_text(
     if hints is not None:
         locked.hints = hints
         fields.append("hints")
+    if proven:
+        locked.output_sources = [*locked.output_sources, *proven]
+        fields.append("output_sources")
     if locked.review_status != ReviewStatus.PENDING:
         locked.review_status = ReviewStatus.PENDING
         locked.reviewed_by = None
         locked.reviewed_at = None
         locked.review_reason = ""
         fields += ["review_status", "reviewed_by", "reviewed_at", "review_reason"]
-    if not _claimed_by_other(locked, author, now):
-        _lease_for(locked, author, now, CLAIM_LEASE)
-        fields += ["claimed_by", "claimed_until"]
+    _lease_for(locked, author, now, CLAIM_LEASE)
+    fields += ["claimed_by", "claimed_until"]
     locked.save(update_fields=fields)
-    trajectory_score(trajectory=locked)
+    trajectory_score(trajectory=locked, defer_code=True)
     return EditResult(locked, revision)
+
+
+def _new_true_outputs(locked: Trajectory, new_text: str, cells: Sequence[int]) -> list[str]:
+    """The digests, not yet known to be true, of the outputs that answer `cells` (segment
+    indices in the locked text) in `new_text`."""
+    if not cells:
+        return []
+    before = [i for i, s in enumerate(trajectory_segments(locked)) if s.kind == "code"]
+    segments = trajectory_segments(locked, new_text)
+    after = [i for i, s in enumerate(segments) if s.kind == "code"]
+    wanted = {after[before.index(cell)] for cell in cells}  # a run adds or removes no cell
+    known = trajectory_true_outputs(trajectory=locked)
+    sources = checks.output_sources(segments, shared_state=locked.round.notebook)
+    return sorted({s.digest for s in sources if s.cell in wanted} - known)
 
 
 def _segment(segments: Sequence[fmt.Segment], index: int, *kinds: str) -> fmt.Segment:
@@ -286,34 +349,24 @@ def trajectory_delete_segment(
 
 # --- Running cells ----------------------------------------------------------------------------
 
-Runner = Callable[..., Any]
-
-
-def _default_runner() -> Runner:
-    from workers import sandbox  # the sandbox lives with the workers; only re-runs reach it
-
-    return sandbox.run
-
 
 def _run_cells(
-    locked: Trajectory,
+    trajectory: Trajectory,
     segments: list[fmt.Segment],
     targets: Sequence[int],
-    runner: Runner | None,
+    runner: CodeRunner | None,
 ) -> list[fmt.Segment]:
     """Run the code segments `targets` (in order) and put each one's output block after it.
 
-    In a notebook round the cells share a fresh session, replaying the earlier executed cells
-    first, as the rollout ran them; otherwise each cell runs alone.
+    Holds no lock: callers run first, then lock and check the version. In a notebook round the
+    cells share a fresh session, replaying the earlier executed cells first, as the rollout ran
+    them (the session expires in the sandbox when idle); otherwise each cell runs alone.
     """
-    own_runner = runner is None
-    runner = runner or _default_runner()
-    options = locked.round.tool_config or {}
-    from workers.sandbox import Limits
-
+    runner = runner or code_runner()
+    options = trajectory.round.tool_config or {}
     limits = Limits.from_tool_config(options)  # the limits the round's rollout used
     notebook = bool(options.get("notebook", False))
-    session = f"review-{locked.pk}-{uuid.uuid4().hex}" if notebook else None
+    session = f"review-{trajectory.pk}-{uuid.uuid4().hex}" if notebook else None
     executed = [
         i
         for i, s in enumerate(segments)
@@ -324,7 +377,7 @@ def _run_cells(
         to_run = sorted({i for i in executed if i < to_run[0]} | set(to_run))
     outputs: dict[int, str] = {}
     for index in to_run:
-        kwargs = {"limits": limits}
+        kwargs: dict[str, Any] = {"limits": limits}
         if session:
             kwargs["session"] = session
         try:
@@ -333,10 +386,6 @@ def _run_cells(
             raise RunFailed(f"the sandbox could not run cell code: {exc}") from exc
         if index in targets:
             outputs[index] = fmt.output_block(execution.as_output_block_text())
-    if session and own_runner:
-        from workers.sandbox import end_session
-
-        end_session(session)
     result: list[fmt.Segment] = []
     for i, segment in enumerate(segments):
         if i > 0 and segment.kind == "output" and (i - 1) in outputs:
@@ -357,6 +406,15 @@ def _cells_from(segments: Sequence[fmt.Segment], index: int, following: bool) ->
     return [index, *later] if following else [index]
 
 
+def _read(trajectory: Trajectory | int, base_version: int) -> Trajectory:
+    """The row as the caller saw it, unlocked; StaleVersionError if it moved on already."""
+    pk = trajectory if isinstance(trajectory, int) else trajectory.pk
+    current = Trajectory.objects.select_related("problem", "round").get(pk=pk)
+    if current.version != base_version:
+        raise StaleVersionError(stale_message(current))
+    return current
+
+
 def trajectory_edit_code(
     *,
     trajectory: Trajectory,
@@ -365,21 +423,26 @@ def trajectory_edit_code(
     author,
     base_version: int,
     rerun: bool = False,
-    runner: Runner | None = None,
+    runner: CodeRunner | None = None,
 ) -> EditResult:
-    """Replace a code cell's body; with `rerun`, run it and replace its output. Row lock.
+    """Replace a code cell's body; with `rerun`, run it and replace its output.
 
-    The sandbox runs under the lock, so nobody saves over the cell while its output is computed.
+    The cell runs first, without a lock; then the row is locked and the version checked again,
+    so a save that landed during the run makes this one stale (its output would not be true).
     """
+    current = _read(trajectory, base_version)
+    segments = trajectory_segments(current)
+    _segment(segments, segment_index, "code")
+    segments = fmt.replace_segment(segments, segment_index, code)
+    if rerun:
+        segments = _run_cells(current, segments, [segment_index], runner)
     with transaction.atomic():
-        locked = _locked(trajectory, base_version)
-        segments = trajectory_segments(locked)
-        _segment(segments, segment_index, "code")
-        segments = fmt.replace_segment(segments, segment_index, code)
-        if rerun:
-            segments = _run_cells(locked, segments, [segment_index], runner)
+        locked = _locked(current, base_version)
         action = "edit_code_run" if rerun else "edit_code"
-        return _save_text(locked, fmt.render(segments), author=author, action=action)
+        ran = [segment_index] if rerun else []
+        return _save_text(
+            locked, fmt.render(segments), author=author, action=action, outputs_of=ran
+        )
 
 
 def trajectory_rerun_cell(
@@ -389,18 +452,72 @@ def trajectory_rerun_cell(
     author,
     base_version: int,
     following: bool = False,
-    runner: Runner | None = None,
+    runner: CodeRunner | None = None,
 ) -> EditResult:
     """Run a code cell again and replace its output block (with `following`, every later
-    executed cell's too). Takes the row lock for the run."""
+    executed cell's too). Runs first, then locks and checks the version, as edits do."""
+    current = _read(trajectory, base_version)
+    segments = trajectory_segments(current)
+    _segment(segments, segment_index, "code")
+    targets = _cells_from(segments, segment_index, following)
+    segments = _run_cells(current, segments, targets, runner)
+    with transaction.atomic():
+        locked = _locked(current, base_version)
+        action = "rerun_following" if following else "rerun"
+        return _save_text(
+            locked, fmt.render(segments), author=author, action=action, outputs_of=targets
+        )
+
+
+# --- Stale outputs ----------------------------------------------------------------------------
+
+
+def _stale_outputs(
+    trajectory: Trajectory, segments: Sequence[fmt.Segment]
+) -> list[checks.OutputSource]:
+    return checks.stale_outputs(
+        segments,
+        true_outputs=trajectory_true_outputs(trajectory=trajectory),
+        shared_state=trajectory.round.notebook,
+    )
+
+
+def _refuse_stale_outputs(trajectory: Trajectory) -> None:
+    segments = trajectory_segments(trajectory)
+    stale = _stale_outputs(trajectory, segments)
+    numbers = [sum(s.kind == "code" for s in segments[: o.cell + 1]) for o in stale]
+    if numbers:
+        cells = ", ".join(f"cell {n}" for n in numbers)
+        raise ConflictError(f"output is stale: re-run {cells} (or keep its output, with a reason)")
+
+
+def trajectory_keep_output(
+    *, trajectory: Trajectory, segment_index: int, reason: str, author, base_version: int
+) -> EditResult:
+    """Keep a stale output block as it is, for a reason the author gives (a rename that cannot
+    change what the cell prints, a cell too slow to run again). Row lock.
+
+    The text stays the same; the revision records who vouched for the output and why, and the
+    output counts as true from then on.
+    """
+    reason = reason.strip()
+    if not reason:
+        raise ValueError("keeping a stale output needs a reason")
     with transaction.atomic():
         locked = _locked(trajectory, base_version)
         segments = trajectory_segments(locked)
-        _segment(segments, segment_index, "code")
-        targets = _cells_from(segments, segment_index, following)
-        segments = _run_cells(locked, segments, targets, runner)
-        action = "rerun_following" if following else "rerun"
-        return _save_text(locked, fmt.render(segments), author=author, action=action)
+        _segment(segments, segment_index, "output")
+        stale = {s.output: s for s in _stale_outputs(locked, segments)}
+        if segment_index not in stale:
+            raise ValueError("that output is not stale: its cell has not changed since it ran")
+        return _save_text(
+            locked,
+            locked.text,
+            author=author,
+            action=KEEP_OUTPUT_ACTION,
+            reason=reason,
+            outputs_of=[stale[segment_index].cell],
+        )
 
 
 # --- Quick fix of a flagged span --------------------------------------------------------------
@@ -672,11 +789,12 @@ def undoable_revision(*, trajectory: Trajectory) -> Revision | None:
     """The revision an undo would revert: the latest one not already undone.
 
     Undos stack: each "undo" revision cancels the newest earlier revision not yet cancelled.
-    Decisions are not undone (reopen instead).
+    Revisions that left the text as it was are not undone: decisions (reopen instead), kept
+    outputs, take-overs.
     """
     pending_undos = 0
     revisions = Revision.objects.filter(trajectory_id=trajectory.pk).exclude(
-        action__startswith=DECISION_PREFIX
+        before_text=F("after_text")
     )
     for pk, action in revisions.order_by("-id").values_list("id", "action"):
         if action == "undo":
@@ -709,7 +827,8 @@ def trajectory_decide(
 ) -> Trajectory:
     """Approve, reject (a reason is required), skip, or reopen (back to pending). Row lock.
 
-    The decision is about the text the user saw, hence the version check. It is recorded as a
+    The decision is about the text the user saw, hence the version check; another user's live
+    lease refuses it, and so does approving while an output is stale. It is recorded as a
     revision with the text unchanged (undo passes over it), bumps the version and releases the
     claim; reopening claims the trajectory for the user instead.
     """
@@ -721,6 +840,9 @@ def trajectory_decide(
     now = timezone.now()
     with transaction.atomic():
         locked = _locked(trajectory, base_version)
+        _check_lease(locked, user, now)
+        if decision == ReviewStatus.APPROVED:
+            _refuse_stale_outputs(locked)
         reopening = decision == ReviewStatus.PENDING
         Revision.objects.create(
             trajectory=locked,

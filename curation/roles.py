@@ -30,6 +30,7 @@ ANNOTATOR_PERMISSIONS = [
 ]
 CURATOR_PERMISSIONS = [
     *ANNOTATOR_PERMISSIONS,
+    "take_over_claim",
     "add_problemset",
     "add_problem",
     "change_problem",

@@ -7,13 +7,18 @@ Side effects on other processes (Celery tasks) are enqueued only after the trans
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import asdict
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from curation import checks, scoring
+from curation import trajectory as fmt
 from curation.audit import audit_record
+from curation.dispatch import Task, enqueue
+from curation.execution import CodeRunner, load_runner
 from curation.hints import HINTS, Hint, HintConfig
 from curation.models import (
     ACTIVE_STATUSES,
@@ -84,25 +89,48 @@ def trajectory_store(
     return trajectory, True
 
 
-def trajectory_score(*, trajectory: Trajectory) -> Trajectory:
+def code_runner() -> CodeRunner:
+    """The runner the CODE_RUNNER setting names (`workers.sandbox.run` unless configured)."""
+    return load_runner(settings.CODE_RUNNER)
+
+
+SCORING_PENDING = "scoring…"
+
+
+def trajectory_score(
+    *, trajectory: Trajectory, defer_code: bool = False, runner: CodeRunner | None = None
+) -> Trajectory:
     """Re-run scoring and checks on the current text; replaces the score and the flags.
 
-    Runs model-written code (code problems) through the sandbox. Locks nothing: the caller
-    holds the row when the text may change concurrently (edits call it inside their lock).
+    A code problem's tests run through the code runner; with `defer_code` (edits in a web
+    request) they run later on the sandbox queue and the score reads "scoring…" until then.
+    A runner that fails leaves the score pending (`score_details["pending"]`) for a retry.
+    The write is guarded by the version that was scored: a score of a text that has since
+    changed is dropped (the newer text's own scoring follows). Locks nothing.
     """
-    result = scoring.score(trajectory.problem, trajectory.text)
-    flags = checks.find_flags(trajectory.text, trajectory.problem, hints=trajectory.hints)
+    deferred = defer_code and trajectory.problem.domain == "code"
+    if deferred:
+        details: dict[str, Any] = {"reason": SCORING_PENDING, "pending": True}
+        correct, answer = None, ""
+    else:
+        result = scoring.score(trajectory.problem, trajectory.text, run=runner or code_runner())
+        details = {"reason": result.reason, **result.details}
+        if result.reason.startswith(scoring.RUNNER_ERROR):
+            details["pending"] = True
+        correct, answer = result.correct, result.answer or ""
+    flags = trajectory_flags(trajectory=trajectory)
+    flag_count = sum(1 for f in flags if f.level != "info")
     with transaction.atomic():
-        trajectory.is_correct = result.correct
-        trajectory.extracted_answer = result.answer or ""
-        trajectory.score_details = {"reason": result.reason, **result.details}
-        trajectory.flag_count = sum(1 for f in flags if f.level != "info")
-        Trajectory.objects.filter(pk=trajectory.pk).update(
-            is_correct=trajectory.is_correct,
-            extracted_answer=trajectory.extracted_answer,
-            score_details=trajectory.score_details,
-            flag_count=trajectory.flag_count,
+        updated = Trajectory.objects.filter(pk=trajectory.pk, version=trajectory.version).update(
+            is_correct=correct,
+            extracted_answer=answer,
+            score_details=details,
+            flag_count=flag_count,
         )
+        if not updated:
+            return trajectory
+        trajectory.is_correct, trajectory.extracted_answer = correct, answer
+        trajectory.score_details, trajectory.flag_count = details, flag_count
         Flag.objects.filter(trajectory=trajectory).delete()
         Flag.objects.bulk_create(
             Flag(
@@ -116,7 +144,28 @@ def trajectory_score(*, trajectory: Trajectory) -> Trajectory:
             )
             for f in flags
         )
+        if deferred:
+            enqueue(Task.RESCORE_TRAJECTORY, trajectory_id=trajectory.pk)
     return trajectory
+
+
+def trajectory_true_outputs(*, trajectory: Trajectory) -> set[str]:
+    """The digests of the outputs known to be true: the generated text's (the rollout printed
+    them) and those recorded since (re-runs, stale outputs an annotator kept)."""
+    segments = fmt.parse(trajectory.original_text, hints=trajectory.hints)
+    generated = checks.output_sources(segments, shared_state=trajectory.round.notebook)
+    return {source.digest for source in generated} | set(trajectory.output_sources)
+
+
+def trajectory_flags(*, trajectory: Trajectory) -> list[checks.Flag]:
+    """The checks' findings on the current text, outputs whose code changed since they ran too."""
+    return checks.find_flags(
+        trajectory.text,
+        trajectory.problem,
+        hints=trajectory.hints,
+        shared_state=trajectory.round.notebook,
+        true_outputs=trajectory_true_outputs(trajectory=trajectory),
+    )
 
 
 # --- Policies and rounds ----------------------------------------------------------------------
@@ -149,6 +198,68 @@ def policy_register(*, name: str, path: str, parent: Policy | None = None, user=
     return policy
 
 
+class SettingError(ValueError):
+    """A round setting out of bounds; `field` names it, so forms can put the message there."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+# Bounds of the settings a round may ask for: (low, high), inclusive unless noted.
+ROUND_BOUNDS: dict[str, tuple[float, float]] = {
+    "samples_hinted": (0, 1024),
+    "samples_plain": (0, 1024),
+    "temperature": (0.0, 2.0),
+    "top_p": (0.0, 1.0),  # low bound exclusive
+    "max_tokens": (1, 1_000_000),
+}
+TOOL_BOUNDS: dict[str, tuple[float, float]] = {
+    "max_calls": (0, 100),
+    "timeout_s": (0.1, 600),
+    "memory_mb": (16, 65536),
+}
+
+
+def round_settings(*, kind: str, **options: Any) -> dict[str, Any]:
+    """The one validation of a round's settings (the admin form, the API, `launch_round` and
+    `round_create` all call it): the kind's defaults for what is omitted (None), every value
+    checked. Returns the settings to store; raises SettingError naming the field.
+    """
+    if kind not in RoundKind.values:
+        raise SettingError("kind", f"must be one of {RoundKind.values}, got {kind!r}")
+    settings = {**ROUND_DEFAULTS[kind], **{k: v for k, v in options.items() if v is not None}}
+    for field, (low, high) in ROUND_BOUNDS.items():
+        value = settings.get(field)
+        if value is None:  # not set: the model's default (max_tokens)
+            continue
+        below = value <= low if field == "top_p" else value < low
+        if below or value > high:
+            bounds = f"({low}, {high}]" if field == "top_p" else f"[{low}, {high}]"
+            raise SettingError(field, f"must be in {bounds}, got {value}")
+    if settings["samples_hinted"] + settings["samples_plain"] == 0:
+        raise SettingError("samples_hinted", "a round needs at least one sample per problem")
+    known_hints = [hint.name for hint in hint_library()]
+    # Without a choice of hints, the round draws from every enabled template.
+    hint_config = {"hints": known_hints, **(settings.get("hint_config") or {})}
+    try:
+        settings["hint_config"] = HintConfig.from_dict(
+            hint_config, known_hints=known_hints
+        ).to_dict()
+    except ValueError as exc:
+        raise SettingError("hint_config", str(exc)) from None
+    tools = settings.get("tool_config") or {}
+    unknown_tools = set(tools) - TOOL_CONFIG_KEYS
+    if unknown_tools:
+        raise SettingError(
+            "tool_config", f"unknown keys {sorted(unknown_tools)}: {sorted(TOOL_CONFIG_KEYS)}"
+        )
+    for field, (low, high) in TOOL_BOUNDS.items():
+        if field in tools and not low <= tools[field] <= high:
+            raise SettingError(field, f"must be in [{low}, {high}], got {tools[field]}")
+    return settings
+
+
 def round_create(
     *,
     name: str,
@@ -162,16 +273,7 @@ def round_create(
 
     Raises ValueError naming the bad setting.
     """
-    if kind not in RoundKind.values:
-        raise ValueError(f"kind must be one of {RoundKind.values}, got {kind!r}")
-    settings = {**ROUND_DEFAULTS[kind], **{k: v for k, v in options.items() if v is not None}}
-    known_hints = [hint.name for hint in hint_library()]
-    HintConfig.from_dict(settings.get("hint_config") or {}, known_hints=known_hints)
-    unknown_tools = set(settings.get("tool_config") or {}) - TOOL_CONFIG_KEYS
-    if unknown_tools:
-        raise ValueError(
-            f"unknown tool config keys {sorted(unknown_tools)}: {sorted(TOOL_CONFIG_KEYS)}"
-        )
+    settings = round_settings(kind=kind, **options)
     problem_sets = list(problem_sets)
     if not problem_sets:
         raise ValueError("a round needs at least one problem set")
@@ -190,14 +292,32 @@ def round_problems(*, round: Round) -> Iterable[Problem]:
     return problems.order_by("id")
 
 
+def round_hint_snapshot(*, round: Round) -> HintConfig:
+    """The round's hint config with its library: the enabled templates it names, copied once
+    (the first launch), so later edits of the templates never change what the round did.
+
+    A named hint that is no longer enabled is a ConflictError naming it.
+    """
+    stored = round.hint_config or {}
+    if stored.get("library"):
+        return HintConfig.from_dict(stored)
+    library = {hint.name: hint for hint in hint_library()}
+    names = stored.get("hints", list(library))
+    missing = [name for name in names if name not in library]
+    if missing:
+        raise ConflictError(
+            f"round {round.name!r} names hints that are not enabled templates: {missing}"
+        )
+    snapshot = [asdict(library[name]) for name in names]
+    return HintConfig.from_dict({**stored, "hints": names, "library": snapshot})
+
+
 def round_launch(*, round: Round, chunk_size: int, user=None) -> Round:
     """Plan a round's chunks and enqueue them on the rollout queue after commit.
 
     Takes the round's row lock, so two launches cannot both pass the status check.
     A round that already runs is a ConflictError.
     """
-    from workers import tasks  # workers depend on curation; only launching reaches back
-
     with transaction.atomic():
         locked = Round.objects.select_for_update().get(pk=round.pk)
         if locked.status in ACTIVE_STATUSES:
@@ -208,6 +328,7 @@ def round_launch(*, round: Round, chunk_size: int, user=None) -> Round:
         samples = locked.samples_hinted + locked.samples_plain
         if not samples:
             raise ConflictError(f"round {locked.name!r} asks for no samples")
+        locked.hint_config = round_hint_snapshot(round=locked).to_dict()
         before = {"status": locked.status}
         locked.chunks.all().delete()
         chunks = RoundChunk.objects.bulk_create(
@@ -228,14 +349,12 @@ def round_launch(*, round: Round, chunk_size: int, user=None) -> Round:
             after={"status": locked.status, "total": locked.total, "chunks": len(chunks)},
         )
         for chunk in chunks:
-            tasks.run_round_chunk.delay_on_commit(chunk.pk)
+            enqueue(Task.RUN_ROUND_CHUNK, chunk_id=chunk.pk)
     return locked
 
 
 def round_rerun_failed(*, round: Round, user=None) -> int:
     """Re-enqueue the round's unfinished chunks (existing trajectories are skipped by the chunk)."""
-    from workers import tasks
-
     with transaction.atomic():
         locked = Round.objects.select_for_update().get(pk=round.pk)
         chunks = list(locked.chunks.exclude(status=ChunkStatus.DONE))
@@ -255,7 +374,7 @@ def round_rerun_failed(*, round: Round, user=None) -> int:
                 after={"status": locked.status, "chunks": sorted(c.index for c in chunks)},
             )
         for chunk in chunks:
-            tasks.run_round_chunk.delay_on_commit(chunk.pk)
+            enqueue(Task.RUN_ROUND_CHUNK, chunk_id=chunk.pk)
     return len(chunks)
 
 
@@ -319,6 +438,27 @@ def round_chunk_finished(*, chunk: RoundChunk, error: str = "") -> Round:
 # --- SFT jobs ---------------------------------------------------------------------------------
 
 
+# Set by the job runner, never by a caller: the probe values stand in for them when validating
+# (any existing file for the dataset the runner writes later).
+SFT_RESERVED = {"model_name_or_path": "base", "dataset": __file__, "output_dir": "out"}
+
+
+def sft_job_config_validate(config: dict[str, Any]) -> dict[str, Any]:
+    """Check an SFT job's overrides against training.config (torch-free); ValueError says why."""
+    from training.config import ConfigError, config_from_dict  # the public config, no torch
+
+    if not isinstance(config, dict):
+        raise ValueError("the SFT config must be a JSON object")
+    reserved = sorted(set(config) & set(SFT_RESERVED))
+    if reserved:
+        raise ValueError(f"{reserved} are set by the job")
+    try:
+        config_from_dict({**config, **SFT_RESERVED}).validate()
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    return config
+
+
 def sft_job_launch(
     *,
     dataset_version: DatasetVersion,
@@ -331,12 +471,11 @@ def sft_job_launch(
 
     The output name must be free: the job registers a policy of that name when it succeeds.
     """
-    from workers import tasks
-
     if Policy.objects.filter(name=output_name).exists():
         raise ConflictError(f"a policy named {output_name!r} already exists")
     if dataset_version.size == 0:
         raise ConflictError(f"{dataset_version} is empty: nothing to train on")
+    config = sft_job_config_validate(config or {})
     with transaction.atomic():
         job = SFTJob.objects.create(
             dataset_version=dataset_version,
@@ -357,7 +496,7 @@ def sft_job_launch(
                 "config": job.config,
             },
         )
-        tasks.run_sft_job.delay_on_commit(job.pk)
+        enqueue(Task.RUN_SFT_JOB, job_id=job.pk)
     return job
 
 

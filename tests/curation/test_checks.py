@@ -4,8 +4,16 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from curation.checks import Flag, ToolCalls, find_flags, flag_counts, repetition_score, tool_calls
-from curation.hints import render_debug_hint
+from curation.checks import (
+    Flag,
+    ToolCalls,
+    find_flags,
+    flag_counts,
+    output_sources,
+    repetition_score,
+    tool_calls,
+)
+from curation.hints import hint_texts, render_debug_hint
 from curation.problems import ProblemSpec
 from curation.trajectory import output_block, parse, segment_spans
 
@@ -26,6 +34,8 @@ SOLVE = ProblemSpec(
     tests=[{"type": "call", "args": [3], "expected": 6}],
     entry_point="solve",
 )
+
+LIBRARY = hint_texts()  # the built-in hints, as a round that uses them all snapshots them
 
 
 def cell(code: str, output: str | None = "ok") -> str:
@@ -443,7 +453,7 @@ def occurrences(text: str, snippets: str | tuple[str, ...]) -> list[tuple[int, i
 
 def occurrence(text: str, snippet: str) -> tuple[int, int]:
     """The snippet's first occurrence inside a code segment (not in hints or prose)."""
-    segments = parse(text)
+    segments = parse(text, hints=LIBRARY)
     for segment, (start, _) in zip(segments, segment_spans(segments), strict=True):
         if segment.kind == "code" and snippet in segment.text:
             at = start + segment.text.index(snippet)
@@ -459,7 +469,7 @@ def evaluate(cases):
     true_positives = predicted = found = labelled = 0
     misses, false_alarms = [], []
     for case in CASES if cases is None else cases:
-        flags = [f for f in find_flags(case.text, case.problem) if f.kind in GROUPS]
+        flags = [f for f in find_flags(case.text, case.problem, hints=LIBRARY) if f.kind in GROUPS]
         spans = [(group, occurrences(case.text, snippets)) for group, snippets in case.labels]
         for flag in flags:
             predicted += 1
@@ -495,28 +505,30 @@ def test_precision_and_recall_on_labelled_trajectories():
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_spans_point_inside_the_text(case):
-    for flag in find_flags(case.text, case.problem):
+    for flag in find_flags(case.text, case.problem, hints=LIBRARY):
         assert 0 <= flag.start < flag.end <= len(case.text), flag
-        segments = parse(case.text)
+        segments = parse(case.text, hints=LIBRARY)
         if flag.segment_index is not None:
             start, end = segment_spans(segments)[flag.segment_index]
             assert start <= flag.start < end, flag
 
 
 def kinds_of(text: str, problem=None) -> list[str]:
-    return [f.kind for f in find_flags(text, problem)]
+    return [f.kind for f in find_flags(text, problem, hints=LIBRARY)]
 
 
 def test_syntax_error_points_at_the_line():
     text = cell("x = 1\ny = (2 +\n", None)
-    (flag,) = [f for f in find_flags(text) if f.kind == "syntax_error"]
+    (flag,) = [f for f in find_flags(text, hints=LIBRARY) if f.kind == "syntax_error"]
     assert flag.level == "error"
 
 
 def test_shared_state_lets_later_cells_see_earlier_names():
     text = think(HINT, cell("primes = [2, 3, 5]"), cell("print(len(primes))"))
     assert "undefined_name" in kinds_of(text)
-    assert "undefined_name" not in [f.kind for f in find_flags(text, shared_state=True)]
+    assert "undefined_name" not in [
+        f.kind for f in find_flags(text, shared_state=True, hints=LIBRARY)
+    ]
 
 
 def test_tool_call_health():
@@ -525,7 +537,7 @@ def test_tool_call_health():
         'Traceback (most recent call last):\n  File "<cell>", line 1, in <module>\n'
         "ZeroDivisionError: division by zero",
     )
-    flags = find_flags(think(HINT, error))
+    flags = find_flags(think(HINT, error), hints=LIBRARY)
     (code_error,) = [f for f in flags if f.kind == "code_error"]
     assert think(HINT, error)[code_error.start : code_error.end] == (
         "ZeroDivisionError: division by zero"
@@ -547,19 +559,64 @@ def test_fake_output_is_an_output_that_follows_no_code():
     assert "fake_output" not in kinds_of("```python\nprint(1)\n```\n\n```output\n1\n```\n")
 
 
+def ran_digests(text: str, *, shared_state: bool = False) -> set[str]:
+    return {s.digest for s in output_sources(parse(text, hints=()), shared_state=shared_state)}
+
+
+def stale_flags(text: str, true_outputs: set[str], *, shared_state: bool = False) -> list[Flag]:
+    flags = find_flags(text, hints=(), true_outputs=true_outputs, shared_state=shared_state)
+    return [f for f in flags if f.kind == "stale_output"]
+
+
+def test_an_output_whose_cell_changed_since_it_ran_is_stale():
+    ran = think("First.", cell("print(2 + 2)", "4"), "Then.", cell("print('b')", "b"))
+    true = ran_digests(ran)
+    assert stale_flags(ran, true) == []
+    assert stale_flags(ran.replace("Then.", "And then."), true) == []  # prose is not code
+
+    edited = ran.replace("print(2 + 2)", "print(1 + 1)")
+    [flag] = stale_flags(edited, true)
+    assert (flag.level, flag.message) == ("error", "output is stale: re-run the cell")
+    assert edited[flag.start : flag.end] == output_block("4")
+    assert flag.segment_index == 2
+    # What ran is recognised wherever it moves: deleting the first cell leaves the second true.
+    assert stale_flags(ran.replace(cell("print(2 + 2)", "4"), ""), true) == []
+    # A hand-edited output is no run's output either; without the digests nothing is checked.
+    assert len(stale_flags(ran.replace("```output\nb\n", "```output\nc\n"), true)) == 1
+    assert "stale_output" not in kinds_of(edited)
+    # Re-running records the new digest: the edited text's output is true again.
+    rerun = edited.replace(output_block("4"), output_block("2"))
+    assert stale_flags(rerun, true | ran_digests(rerun)) == []
+
+
+def test_in_a_notebook_an_earlier_cell_changed_makes_every_later_output_stale():
+    ran = think(
+        cell("x = 1", ""), cell("print(x)", "1"), cell("print('ok')", "ok"), cell("y = 2", None)
+    )
+    edited = ran.replace("x = 1", "x = 2")
+    alone = stale_flags(edited, ran_digests(ran))
+    assert [edited[f.start : f.end] for f in alone] == [output_block("")]
+    shared = stale_flags(edited, ran_digests(ran, shared_state=True), shared_state=True)
+    assert len(shared) == 3  # each later executed cell ran after the old first one
+    # The last cell has no output: it never ran, so it adds nothing to later cells' sessions.
+    assert ran_digests(ran, shared_state=True) == ran_digests(
+        ran.replace(cell("y = 2", None), ""), shared_state=True
+    )
+
+
 def test_hints_are_counted_as_info():
     text = think(
         HINT,
         cell("print(1)", "1"),
         "Alternatively, maybe using python here is a good idea.\n" + cell("print(2)", "2"),
     )
-    hints = [f for f in find_flags(text) if f.kind == "hint"]
+    hints = [f for f in find_flags(text, hints=LIBRARY) if f.kind == "hint"]
     assert [f.message for f in hints] == [
         "hint 1 of 2: complex_calculation",
         "hint 2 of 2: general",
     ]
     assert all(f.level == "info" for f in hints)
-    assert flag_counts(find_flags(text)) == {"hint": 2}
+    assert flag_counts(find_flags(text, hints=LIBRARY)) == {"hint": 2}
 
 
 LOOP = "Let me recompute the sum of the digits carefully to be sure. " * 12
@@ -580,7 +637,7 @@ def test_repetition():
     assert "repetition" not in kinds_of(think(NORMAL))
     looped = think(NORMAL, LOOP)
     assert repetition_score(looped) > 0.5
-    (flag,) = [f for f in find_flags(looped) if f.kind == "repetition"]
+    (flag,) = [f for f in find_flags(looped, hints=LIBRARY) if f.kind == "repetition"]
     assert looped[flag.start : flag.end].startswith("Let me recompute")
     copied = think(NORMAL, PARAGRAPH, "Hmm.", PARAGRAPH, "Hmm.", PARAGRAPH)
     assert "repetition" in kinds_of(copied)
@@ -593,7 +650,7 @@ def test_repetition():
 
 def test_flags_match_the_sandbox_output_format():
     """Limit notes and cut markers as workers.sandbox writes them are recognised."""
-    from workers.sandbox import Execution, format_output
+    from curation.execution import Execution, format_output
 
     def block_for(**fields):
         base = {

@@ -4,13 +4,17 @@ import threading
 from datetime import timedelta
 
 import pytest
+from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
 from django.utils import timezone
 
-from curation import review
+from curation import review, services
 from curation import trajectory as fmt
-from curation.models import Flag, ReviewStatus, Revision, Trajectory
+from curation.dispatch import Task
+from curation.execution import Execution
+from curation.models import Domain, Flag, ReviewStatus, Revision, Trajectory
 from curation.services import ConflictError
+from tests.factories import ProblemFactory, RoundFactory
 from tests.webapp import workbench_data as data
 
 pytestmark = pytest.mark.django_db
@@ -387,3 +391,326 @@ def test_decisions_need_the_current_version_and_rejection_a_reason():
         "decide_approved",
         "decide_pending",
     ]
+
+
+# --- Outputs stay true, leases hold -------------------------------------------------------------
+
+
+def stale_flags(trajectory: Trajectory) -> list[Flag]:
+    return list(Flag.objects.filter(trajectory=trajectory, kind="stale_output"))
+
+
+def approve(trajectory: Trajectory, user, base_version: int) -> Trajectory:
+    return review.trajectory_decide(
+        trajectory=trajectory, decision=ReviewStatus.APPROVED, user=user, base_version=base_version
+    )
+
+
+def test_a_cell_saved_without_a_rerun_has_a_stale_output_until_it_runs_again():
+    ann = data.annotator()
+    trajectory = data.candidate()
+    index = code_index(trajectory, 1)
+    assert stale_flags(trajectory) == []  # the generated outputs are true by construction
+    review.trajectory_edit_code(
+        trajectory=trajectory, segment_index=index, code="print(1 + 1)", author=ann, base_version=1
+    )
+    trajectory.refresh_from_db()
+    [flag] = stale_flags(trajectory)
+    assert (flag.level, flag.message) == ("error", "output is stale: re-run the cell")
+    assert flag.segment_index == index + 1
+    assert trajectory.text[flag.start : flag.end] == fmt.output_block("385")
+    with pytest.raises(ConflictError, match="output is stale: re-run cell 1"):
+        approve(trajectory, ann, 2)
+    assert trajectory.revisions.count() == 1  # the refusal recorded nothing
+
+    review.trajectory_rerun_cell(
+        trajectory=trajectory, segment_index=index, author=ann, base_version=2
+    )
+    assert segment(trajectory, index + 1).body == "2"
+    assert stale_flags(trajectory) == []
+    assert approve(trajectory, ann, 3).review_status == ReviewStatus.APPROVED
+
+
+def test_a_rerun_that_prints_the_same_output_clears_it_too_and_undo_passes_over_it():
+    ann = data.annotator()
+    trajectory = data.candidate()
+    index = code_index(trajectory, 1)
+    original = trajectory.text
+    review.trajectory_edit_code(
+        trajectory=trajectory, segment_index=index, code="print(385)", author=ann, base_version=1
+    )
+    trajectory.refresh_from_db()
+    edited = trajectory.text
+    assert len(stale_flags(trajectory)) == 1
+    result = review.trajectory_rerun_cell(
+        trajectory=trajectory, segment_index=index, author=ann, base_version=2
+    )
+    trajectory.refresh_from_db()
+    assert (trajectory.text, trajectory.version) == (edited, 3)
+    assert result.revision.before_text == result.revision.after_text
+    assert stale_flags(trajectory) == []
+    # Running it again proves nothing new: no revision.
+    again = review.trajectory_rerun_cell(
+        trajectory=trajectory, segment_index=index, author=ann, base_version=3
+    )
+    assert again.revision is None
+    review.trajectory_undo(trajectory=trajectory, author=ann, base_version=3)
+    trajectory.refresh_from_db()
+    assert trajectory.text == original and stale_flags(trajectory) == []
+
+
+def test_keeping_a_stale_output_needs_a_reason_and_is_a_revision():
+    ann = data.annotator()
+    trajectory = data.candidate()
+    review.trajectory_rename_identifier(
+        trajectory=trajectory, old="totl_sum", new="total_sum", author=ann, base_version=1
+    )
+    [flag] = stale_flags(trajectory)  # the renamed cell's output: it prints the same, but unrun
+    with pytest.raises(ValueError, match="needs a reason"):
+        review.trajectory_keep_output(
+            trajectory=trajectory,
+            segment_index=flag.segment_index,
+            reason="  ",
+            author=ann,
+            base_version=2,
+        )
+    reason = "a rename cannot change what the cell prints"
+    result = review.trajectory_keep_output(
+        trajectory=trajectory,
+        segment_index=flag.segment_index,
+        reason=reason,
+        author=ann,
+        base_version=2,
+    )
+    revision = result.revision
+    assert (revision.action, revision.reason, revision.author) == ("keep_stale_output", reason, ann)
+    assert revision.before_text == revision.after_text
+    assert result.trajectory.version == 3
+    assert stale_flags(trajectory) == []
+    with pytest.raises(ValueError, match="not stale"):
+        review.trajectory_keep_output(
+            trajectory=trajectory,
+            segment_index=flag.segment_index,
+            reason=reason,
+            author=ann,
+            base_version=3,
+        )
+    assert approve(trajectory, ann, 3).review_status == ReviewStatus.APPROVED
+
+
+def test_in_a_notebook_round_a_changed_cell_makes_every_later_output_stale():
+    ann = data.annotator()
+    text = (
+        "<think>\n```python\nx = 40\n```\n```output\n\n```\n"
+        "```python\nprint(x + 2)\n```\n```output\n42\n```\n</think>\n\\boxed{42}"
+    )
+    trajectory = data.candidate(text, hints=[], round=RoundFactory(tool_config={"notebook": True}))
+    assert stale_flags(trajectory) == []
+    first = code_index(trajectory, 1)
+    review.trajectory_edit_code(
+        trajectory=trajectory, segment_index=first, code="x = 41", author=ann, base_version=1
+    )
+    assert len(stale_flags(trajectory)) == 2
+    with pytest.raises(ConflictError, match="re-run cell 1, cell 2"):
+        approve(trajectory, ann, 2)
+    review.trajectory_rerun_cell(
+        trajectory=trajectory, segment_index=first, author=ann, base_version=2, following=True
+    )
+    assert segment(trajectory, code_index(trajectory, 2) + 1).body == "43"
+    assert stale_flags(trajectory) == []
+
+
+def test_a_live_lease_refuses_everyone_else_s_edits_and_decisions():
+    ann, bob = data.annotator("ann"), data.annotator("bob")
+    trajectory = data.candidate()
+    review.trajectory_claim(trajectory=trajectory, user=bob)
+    index = code_index(trajectory, 1)
+    review.trajectory_edit_code(  # bob's own edit: something to undo, an output to keep
+        trajectory=trajectory, segment_index=index, code="print(1 + 1)", author=bob, base_version=1
+    )
+    placeholder = Flag.objects.get(trajectory=trajectory, kind="placeholder")
+    writes = {
+        "edit code": lambda: review.trajectory_edit_code(
+            trajectory=trajectory, segment_index=index, code="print(3)", author=ann, base_version=2
+        ),
+        "edit text": lambda: review.trajectory_edit_segment(
+            trajectory=trajectory, segment_index=0, text="<think>\nHm.", author=ann, base_version=2
+        ),
+        "re-run": lambda: review.trajectory_rerun_cell(
+            trajectory=trajectory, segment_index=index, author=ann, base_version=2
+        ),
+        "delete": lambda: review.trajectory_delete_segment(
+            trajectory=trajectory, segment_index=index, author=ann, base_version=2
+        ),
+        "fix": lambda: review.trajectory_fix_span(
+            trajectory=trajectory,
+            start=placeholder.start,
+            end=placeholder.end,
+            replacement="return True",
+            author=ann,
+            base_version=2,
+        ),
+        "rename": lambda: review.trajectory_rename_identifier(
+            trajectory=trajectory, old="totl_sum", new="total_sum", author=ann, base_version=2
+        ),
+        "undo": lambda: review.trajectory_undo(trajectory=trajectory, author=ann, base_version=2),
+        "keep output": lambda: review.trajectory_keep_output(
+            trajectory=trajectory,
+            segment_index=index + 1,
+            reason="same",
+            author=ann,
+            base_version=2,
+        ),
+        "reject": lambda: review.trajectory_decide(
+            trajectory=trajectory,
+            decision=ReviewStatus.REJECTED,
+            reason="Wrong final answer",
+            user=ann,
+            base_version=2,
+        ),
+        "skip": lambda: review.trajectory_decide(
+            trajectory=trajectory, decision=ReviewStatus.SKIPPED, user=ann, base_version=2
+        ),
+    }
+    for what, write in writes.items():
+        with pytest.raises(ConflictError, match=r"^claimed by bob until \d\d:\d\d$"):
+            write()
+            pytest.fail(f"{what} went through")
+    trajectory.refresh_from_db()
+    assert (trajectory.version, trajectory.claimed_by) == (2, bob)
+    assert trajectory.revisions.count() == 1
+    # Once the lease is gone, so is the refusal.
+    review.trajectory_release(trajectory=trajectory, user=bob)
+    review.trajectory_decide(
+        trajectory=trajectory, decision=ReviewStatus.SKIPPED, user=ann, base_version=2
+    )
+
+
+def test_a_curator_may_take_over_a_lease_and_the_take_over_is_recorded():
+    ann, bob, cy = data.annotator("ann"), data.annotator("bob"), data.curator("cy")
+    trajectory = data.candidate()
+    review.trajectory_claim(trajectory=trajectory, user=ann)
+    with pytest.raises(ConflictError, match="claimed by ann"):
+        review.trajectory_claim(trajectory=trajectory, user=cy)  # only when asked for
+    with pytest.raises(PermissionDenied):
+        review.trajectory_claim(trajectory=trajectory, user=bob, take_over=True)
+
+    taken = review.trajectory_claim(trajectory=trajectory, user=cy, take_over=True)
+    assert taken.claimed_by == cy and taken.version == 1  # a lease is not content
+    revision = trajectory.revisions.get()
+    assert (revision.action, revision.author) == ("take_over_claim", cy)
+    assert revision.reason.startswith("took over the claim of ann (until ")
+    assert review.undoable_revision(trajectory=trajectory) is None
+    with pytest.raises(ConflictError, match="claimed by cy"):
+        approve(trajectory, ann, 1)
+    assert approve(trajectory, cy, 1).reviewed_by == cy
+
+
+# --- The sandbox outside the lock and the request's critical path ------------------------------
+
+CODE_TEXT = (
+    "<think>\nAdd them.\n```python\ndef add(a, b):\n    return a - b\n```\n"
+    "</think>\n\n```python\ndef add(a, b):\n    return a - b\n```"
+)
+
+
+def code_candidate() -> Trajectory:
+    problem = ProblemFactory(
+        domain=Domain.CODE,
+        prompt="Write add(a, b).",
+        entry_point="add",
+        tests=[{"type": "call", "args": [2, 3], "expected": 5}],
+    )
+    return data.candidate(CODE_TEXT, problem=problem)
+
+
+def last_cell(trajectory: Trajectory) -> int:
+    return [i for i, s in enumerate(review.trajectory_segments(trajectory)) if s.kind == "code"][-1]
+
+
+def test_a_code_problem_edit_is_scored_later_on_the_sandbox_queue(
+    django_capture_on_commit_callbacks, monkeypatch
+):
+    trajectory = code_candidate()
+    assert trajectory.is_correct is False
+    with django_capture_on_commit_callbacks() as callbacks:
+        review.trajectory_edit_code(
+            trajectory=trajectory,
+            segment_index=last_cell(trajectory),
+            code="def add(a, b):\n    return a + b",
+            author=data.annotator(),
+            base_version=1,
+        )
+    trajectory.refresh_from_db()
+    # Saved at once; the tests have not run in the request.
+    assert "return a + b" in trajectory.text
+    assert trajectory.score_details == {"reason": services.SCORING_PENDING, "pending": True}
+    assert trajectory.is_correct is None
+    sent = []
+    monkeypatch.setattr("curation.dispatch.send", lambda task, ids: sent.append((task, ids)))
+    for callback in callbacks:
+        callback()
+    assert sent == [(Task.RESCORE_TRAJECTORY, {"trajectory_id": trajectory.pk})]
+    # What the sandbox queue's task does with it.
+    services.trajectory_score(trajectory=trajectory)
+    trajectory.refresh_from_db()
+    assert trajectory.is_correct is True and "pending" not in trajectory.score_details
+
+
+def test_a_sandbox_that_is_down_leaves_the_score_pending_until_it_returns():
+    trajectory = code_candidate()
+
+    def down(code, **kwargs):
+        raise OSError("sandbox pool is gone")
+
+    services.trajectory_score(trajectory=trajectory, runner=down)
+    trajectory.refresh_from_db()
+    assert trajectory.score_details["pending"] is True
+    assert trajectory.score_details["reason"].startswith("runner error")
+    services.trajectory_score(trajectory=trajectory)  # back again
+    trajectory.refresh_from_db()
+    assert trajectory.is_correct is False and "pending" not in trajectory.score_details
+
+
+def test_cells_run_outside_any_transaction_and_a_save_meanwhile_wins():
+    ann, bob = data.annotator("ann"), data.annotator("bob")
+    trajectory = data.candidate()
+    index = code_index(trajectory, 1)
+    outside = len(connection.atomic_blocks)  # the test's own transaction
+    seen = []
+
+    def runner(code, **kwargs):
+        seen.append(len(connection.atomic_blocks) - outside)  # opened by the service
+        # Bob saves while ann's cell runs: ann's output would belong to an older text.
+        review.trajectory_edit_code(
+            trajectory=trajectory, segment_index=index, code="print(2)", author=bob, base_version=1
+        )
+        return sandbox_like(stdout="1\n")
+
+    with pytest.raises(review.StaleVersionError, match="changed by bob"):
+        review.trajectory_rerun_cell(
+            trajectory=trajectory, segment_index=index, author=ann, base_version=1, runner=runner
+        )
+    assert seen == [0]
+    trajectory.refresh_from_db()
+    assert trajectory.version == 2 and segment(trajectory, index).body == "print(2)"
+
+
+def test_a_stale_score_of_an_older_text_is_dropped():
+    trajectory = data.candidate()
+    old = Trajectory.objects.get(pk=trajectory.pk)
+    review.trajectory_edit_code(
+        trajectory=trajectory,
+        segment_index=code_index(trajectory, 1),
+        code="print(1)",
+        author=data.annotator(),
+        base_version=1,
+    )
+    old.text = "<think>\nnothing\n</think> \\boxed{7}"  # what a slow scorer saw
+    services.trajectory_score(trajectory=old)
+    trajectory.refresh_from_db()
+    assert trajectory.extracted_answer == "385"
+
+
+def sandbox_like(*, stdout: str) -> Execution:
+    return Execution(stdout=stdout, stderr="", exit_code=0, reason=None, wall_s=0.0, cpu_s=0.0)

@@ -7,6 +7,7 @@ import pytest
 from django.contrib.auth.models import Group
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
+from django.urls import reverse
 from rest_framework.authtoken.models import Token
 
 from curation.admin import loss_curve
@@ -599,3 +600,70 @@ def test_the_audit_log_page_lists_and_filters_and_is_read_only(curator, annotato
     delete = curator.post(f"/admin/curation/auditevent/{event.pk}/delete/", {"post": "yes"})
     assert delete.status_code == 403 and AuditEvent.objects.count() == 2
     assert annotator.get("/admin/curation/auditevent/").status_code == 403
+
+
+# --- Trajectories are read-only here ---------------------------------------------------------
+
+
+def test_the_admin_shows_a_trajectory_and_links_to_the_workbench_but_changes_nothing(curator):
+    trajectory = TrajectoryFactory(text=TEXT, original_text=TEXT, is_correct=True)
+    url = reverse("admin:curation_trajectory_change", args=[trajectory.pk])
+    page = curator.get(url)
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert reverse("ui:trajectory", args=[trajectory.pk]) in html
+    assert 'name="_save"' not in html and "<textarea" not in html
+    # A hand-made POST (what the old form allowed) changes neither text, status nor verdict.
+    posted = curator.post(
+        url, {"text": "edited", "review_status": "approved", "is_correct": "false"}
+    )
+    assert posted.status_code == 403
+    trajectory.refresh_from_db()
+    assert (
+        trajectory.text,
+        trajectory.review_status,
+        trajectory.is_correct,
+        trajectory.version,
+    ) == (
+        TEXT,
+        "pending",
+        True,
+        1,
+    )
+    for model in ("trajectory", "revision", "flag"):
+        assert curator.get(reverse(f"admin:curation_{model}_add")).status_code == 403
+
+
+def test_a_round_made_in_the_admin_gets_its_kinds_defaults_through_the_service(curator, hint_names):
+    blank = {"samples_hinted": "", "samples_plain": "", "temperature": "", "top_p": ""}
+    form = _round_form(name="rft-admin", kind="rft", hints=hint_names, **blank)
+    response = curator.post("/admin/curation/round/add/", form)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    round_ = Round.objects.get(name="rft-admin")
+    assert (round_.samples_hinted, round_.samples_plain) == (0, 16)
+    assert (round_.temperature, round_.top_p) == (0.6, 0.95)
+    assert round_.created_by == curator.user
+
+
+@pytest.mark.parametrize("field, value", [("top_p", 0), ("temperature", 2.5), ("max_tokens", 0)])
+def test_the_admin_and_the_api_refuse_the_same_settings_with_the_same_words(
+    curator, hint_names, field, value
+):
+    form = curator.post(
+        "/admin/curation/round/add/", _round_form(hints=hint_names, **{field: value})
+    )
+    form_errors = form.context["adminform"].form.errors[field]
+    api = curator.post(
+        "/api/rounds/",
+        {
+            "name": "api-round",
+            "kind": "seed",
+            "policy": PolicyFactory().name,
+            "problem_sets": [ProblemFactory().problem_set.name],
+            field: value,
+        },
+        content_type="application/json",
+    )
+    assert api.status_code == 400
+    assert api.json()[field] == form_errors
+    assert not Round.objects.exists()

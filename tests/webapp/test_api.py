@@ -35,7 +35,9 @@ from curation.models import (
     RoundKind,
     RunStatus,
     SFTJob,
+    Trajectory,
 )
+from curation.review import trajectory_claim
 from curation.roles import ANNOTATOR, CURATOR
 from curation.trajectory import output_block
 from tests.factories import (
@@ -436,6 +438,28 @@ def test_trajectory_detail_has_segments_score_and_flags(annotator):
         {"kind": "repetition", "message": "loop", "segment_index": None, "start": 5, "end": 9}
     ]
     assert annotator.get("/api/trajectories/999999/").status_code == 404
+
+
+def test_deciding_refuses_stale_outputs_and_others_claims_with_a_409(annotator):
+    trajectory = TrajectoryFactory(text=TEXT, hints=[HINT], candidate=Candidate.SEED)
+    url = f"/api/trajectories/{trajectory.pk}/decide/"
+    # The cell changed after it ran, its output did not.
+    Trajectory.objects.filter(pk=trajectory.pk).update(text=TEXT.replace("2 + 2", "2 * 3"))
+    stale = annotator.post(url, {"decision": "approved", "base_version": 1}, format="json")
+    assert stale.status_code == 409
+    assert stale.json()["detail"].startswith("output is stale: re-run cell 1")
+    no_reason = annotator.post(url, {"decision": "rejected", "base_version": 1}, format="json")
+    assert no_reason.status_code == 400 and "needs a reason" in no_reason.json()["reason"][0]
+
+    trajectory_claim(trajectory=trajectory, user=UserFactory(username="bob"))
+    body = {"decision": "rejected", "reason": "Wrong final answer", "base_version": 1}
+    claimed = annotator.post(url, body, format="json")
+    assert claimed.status_code == 409 and claimed.json()["detail"].startswith("claimed by bob")
+    Trajectory.objects.filter(pk=trajectory.pk).update(claimed_by=None, claimed_until=None)
+    rejected = annotator.post(url, body, format="json")
+    assert rejected.status_code == 200
+    assert (rejected.json()["review_status"], rejected.json()["version"]) == ("rejected", 2)
+    assert annotator.post(url, body, format="json").status_code == 409  # version 1 is gone
 
 
 # --- Datasets, versions, export --------------------------------------------------------------

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.urls import resolve, reverse
 
-from curation import review
+from curation import review, services
 from curation.models import Candidate, Domain, Flag, ReviewStatus, Revision, Trajectory
 from tests.factories import ProblemFactory, RoundFactory, UserFactory
 from tests.webapp import workbench_data as data
@@ -24,6 +24,7 @@ ENDPOINTS = {
     "next": (["POST"], "review"),
     "progress": (["GET"], "view"),
     "trajectory": (["GET"], "view"),
+    "score": (["GET"], "view"),
     "claim": (["POST"], "review"),
     "release": (["POST"], "review"),
     "decide": (["POST"], "review"),
@@ -31,6 +32,7 @@ ENDPOINTS = {
     "segment_edit": (["GET", "POST"], "change"),
     "segment_run": (["POST"], "change"),
     "segment_delete": (["POST"], "change"),
+    "segment_keep": (["POST"], "change"),
     "fix": (["POST"], "change"),
     "rename": (["GET", "POST"], "change"),
     "undo": (["POST"], "change"),
@@ -314,7 +316,8 @@ def test_editing_a_cell_swaps_only_what_changed(client, ann, trajectory):
     html = response.content.decode()
     assert response.status_code == 200
     swapped = re.findall(r'<div id="seg-(\d+)"[^>]*hx-swap-oob="true"', html)
-    assert swapped == [str(index)]  # only the edited cell; the others render the same
+    # The edited cell and its output, now stale; the others render the same.
+    assert swapped == [str(index), str(index + 1)]
     assert 'id="version" class="muted" data-version="2"' in html
     assert 'id="flags"' in html and "placeholder" not in html.split('id="flags"')[1]
     trajectory.refresh_from_db()
@@ -429,6 +432,79 @@ def test_approve_and_next_goes_on_to_the_next_item(client, ann, trajectory):
     assert empty.status_code == 422 and "needs a reason" in empty.content.decode()
 
 
+def segment_html(page: str, index: int) -> str:
+    return page.split(f'<div id="seg-{index}"')[1].split('<div id="seg-')[0]
+
+
+def test_a_stale_output_is_flagged_on_its_cell_refuses_approval_and_can_be_kept(
+    client, ann, trajectory
+):
+    index = cell_index(trajectory, 1)
+    edited = client.post(
+        reverse("ui:segment_edit", args=[trajectory.pk, index]),
+        {"code": "print(1 + 1)", "base_version": 1},  # saved, not run
+        **HTMX,
+    )
+    assert edited.status_code == 200
+    page = client.get(url_of("trajectory", trajectory)).content.decode()
+    output = segment_html(page, index + 1)
+    assert "output is stale: re-run the cell" in output
+    keep_url = reverse("ui:segment_keep", args=[trajectory.pk, index + 1])
+    assert f'hx-post="{keep_url}?' in output and "Keep output" in output
+
+    decide = reverse("ui:decide", args=[trajectory.pk])
+    refused = client.post(decide, {"decision": "approved", "base_version": 2}, **HTMX)
+    assert refused.status_code == 409 and refused["HX-Retarget"] == "#alerts"
+    assert "output is stale: re-run cell 1" in refused.content.decode()
+    plain = client.post(decide, {"decision": "approved", "base_version": 2}, follow=True)
+    assert "output is stale: re-run cell 1" in plain.content.decode()  # flashed on the page
+    trajectory.refresh_from_db()
+    assert trajectory.review_status == ReviewStatus.PENDING
+
+    assert client.post(keep_url, {"base_version": 2}, **HTMX).status_code == 422  # no reason
+    kept = client.post(
+        keep_url, {"reason": "checked by hand: it prints 2", "base_version": 2}, **HTMX
+    )
+    html = kept.content.decode()
+    assert kept.status_code == 200 and "keep stale output" in html
+    assert "output is stale" not in html.split('id="flags"')[1]
+    approved = client.post(decide, {"decision": "approved", "base_version": 3}, **HTMX)
+    assert approved.status_code == 200
+    trajectory.refresh_from_db()
+    assert trajectory.review_status == ReviewStatus.APPROVED
+
+
+def test_another_annotators_claim_refuses_edits_and_a_curator_may_take_it_over(
+    client, ann, trajectory
+):
+    review.trajectory_claim(trajectory=trajectory, user=data.annotator("bob"))
+    index = cell_index(trajectory, 1)
+    refused = client.post(
+        reverse("ui:segment_edit", args=[trajectory.pk, index]),
+        {"code": "print(1)", "base_version": 1},
+        **HTMX,
+    )
+    assert refused.status_code == 409
+    assert re.search(r"claimed by bob until \d\d:\d\d", refused.content.decode())
+    page = client.get(url_of("trajectory", trajectory)).content.decode()
+    assert "Claimed by bob" in page and "Take over" not in page
+
+    client.force_login(data.curator("cy"))
+    page = client.get(url_of("trajectory", trajectory)).content.decode()
+    assert "Take over" in page
+    claim = reverse("ui:claim", args=[trajectory.pk])
+    taken = client.post(claim, {"take_over": "1"}, **HTMX)
+    assert taken.status_code == 200
+    assert "Claimed by you" in taken.content.decode()
+    assert "take over claim" in taken.content.decode()  # in the history
+    trajectory.refresh_from_db()
+    assert trajectory.claimed_by.username == "cy"
+    # An annotator asking to take over is told no.
+    client.force_login(ann)
+    denied = client.post(claim, {"take_over": "1"}, **HTMX)
+    assert denied.status_code == 403 and denied["HX-Retarget"] == "#alerts"
+
+
 def test_baselines_and_progress(client, ann, trajectory):
     baseline = data.candidate(
         "<think>\nJust guess.\n</think>\n\nThe answer is \\boxed{300}.",
@@ -459,3 +535,24 @@ def test_previous_and_next_follow_the_queue_order(client, ann):
     html = page.content.decode()
     assert re.search(rf'href="/t/{made[1].pk}/\?[^"]*sort=flags" data-key="k"', html)
     assert re.search(rf'href="/t/{made[0].pk}/\?[^"]*sort=flags" data-key="j"', html)
+
+
+def test_a_pending_score_shows_scoring_and_polls_until_it_lands(client, ann):
+    problem = ProblemFactory(
+        domain=Domain.CODE,
+        prompt="Write add(a, b).",
+        entry_point="add",
+        tests=[{"type": "call", "args": [2, 3], "expected": 5}],
+    )
+    trajectory = data.candidate("```python\ndef add(a, b):\n    return a + b\n```", problem=problem)
+    Trajectory.objects.filter(pk=trajectory.pk).update(
+        score_details={"reason": "scoring…", "pending": True}, is_correct=None
+    )
+    score_url = reverse("ui:score", args=[trajectory.pk])
+    page = client.get(url_of("trajectory", trajectory)).content.decode()
+    assert "scoring…" in page and f'hx-get="{score_url}"' in page
+    assert 'hx-trigger="every 2s"' in page
+    services.trajectory_score(trajectory=Trajectory.objects.get(pk=trajectory.pk))  # the queue
+    card = client.get(score_url, **HTMX).content.decode()
+    assert card.strip().startswith('<div id="score"') and "scoring…" not in card
+    assert "hx-trigger" not in card  # landed: polling stops

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import Group, Permission
 
 from curation.models import Candidate, Domain, Trajectory
-from curation.roles import ANNOTATOR
+from curation.roles import ANNOTATOR, CURATOR
 from curation.services import trajectory_score
 from tests.factories import ProblemFactory, RoundFactory, TrajectoryFactory, UserFactory
 
@@ -50,6 +50,12 @@ XSS_TEXT = (
 def annotator(username: str = "ann"):
     user = UserFactory(username=username)
     user.groups.add(Group.objects.get(name=ANNOTATOR))
+    return user
+
+
+def curator(username: str = "cy"):
+    user = UserFactory(username=username)
+    user.groups.add(Group.objects.get(name=CURATOR))
     return user
 
 

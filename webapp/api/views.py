@@ -64,6 +64,7 @@ from curation.models import (
     SFTJob,
     Trajectory,
 )
+from curation.review import trajectory_decide
 from curation.services import (
     ConflictError,
     policy_register,
@@ -343,10 +344,36 @@ class RoundViewSet(
 class TrajectoryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
     """Trajectories with filters; the detail adds the text, its segments, the score and flags."""
 
-    action_permissions = {"list": "view_trajectory", "retrieve": "view_trajectory"}
+    action_permissions = {
+        "list": "view_trajectory",
+        "retrieve": "view_trajectory",
+        "decide": "review_trajectory",
+    }
 
     def get_serializer_class(self) -> type[serializers.Serializer]:
         return s.TrajectoryDetailSerializer if self.action == "retrieve" else s.TrajectorySerializer
+
+    @extend_schema(
+        request=s.DecisionSerializer,
+        responses={200: s.TrajectorySerializer, 409: OpenApiTypes.OBJECT},
+    )
+    @action(detail=True, methods=["post"])
+    def decide(self, request: Request, pk: str) -> Response:
+        """Approve, reject (with a reason), skip or reopen, as the workbench does. 409 says why
+        when the version moved on, another annotator holds the claim, or an output is stale."""
+        form = s.DecisionSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            trajectory = trajectory_decide(
+                trajectory=get_object_or_404(Trajectory, pk=pk),
+                user=request.user,
+                **form.validated_data,
+            )
+        except ConflictError as exc:
+            raise Conflict(str(exc)) from None
+        except ValueError as exc:
+            raise serializers.ValidationError({"reason": [str(exc)]}) from None
+        return Response(s.TrajectorySerializer(trajectory).data)
 
     def get_queryset(self) -> QuerySet[Trajectory]:
         if self.action == "retrieve":

@@ -81,6 +81,10 @@ class RunForm(VersionForm):
     following = forms.BooleanField(required=False)
 
 
+class KeepOutputForm(VersionForm):
+    reason = forms.CharField(max_length=1000)
+
+
 class FixForm(VersionForm):
     start = forms.IntegerField(min_value=0)
     end = forms.IntegerField(min_value=0)

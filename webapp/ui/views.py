@@ -83,8 +83,9 @@ def _alert(
 
 
 def handles_domain_errors(view: View) -> View:
-    """A stale or conflicting save answers 409 ("changed by X at T — reload"), bad input 422;
-    without htmx the message is flashed on the page the user comes back to."""
+    """A stale or conflicting save answers 409 ("changed by X at T — reload"), a refused
+    approval or another's claim 409 too, a right the user lacks 403, bad input 422; without
+    htmx the message is flashed on the page the user comes back to."""
 
     @wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -92,6 +93,8 @@ def handles_domain_errors(view: View) -> View:
             return view(request, *args, **kwargs)
         except ConflictError as exc:
             status, message = 409, str(exc)
+        except PermissionDenied as exc:
+            status, message = 403, str(exc) or "You do not have permission to do that."
         except (ValueError, review.RunFailed) as exc:
             status, message = 422, str(exc)
         if request.htmx:
@@ -336,8 +339,10 @@ def _side_context(request: HttpRequest, state: PageState) -> dict[str, Any]:
         "query": forms.filters_query(_filters(request)),
         "can_edit": user.has_perm(CHANGE),
         "can_review": user.has_perm(REVIEW),
+        "can_take_over": user.has_perm(review.TAKE_OVER_PERMISSION),
         "baseline_count": selectors.trajectory_baselines(trajectory=trajectory).count(),
         "score_reason": (trajectory.score_details or {}).get("reason", ""),
+        "score_pending": bool((trajectory.score_details or {}).get("pending")),
     }
 
 
@@ -396,6 +401,15 @@ def _page(
 @permission(VIEW)
 def trajectory_page(request: HttpRequest, pk: int) -> HttpResponse:
     return _page(request, _trajectory(pk))
+
+
+@require_GET
+@permission(VIEW)
+def score(request: HttpRequest, pk: int) -> HttpResponse:
+    """The score card alone: a pending one polls here until the sandbox queue has scored it."""
+    trajectory = _trajectory(pk)
+    context = _side_context(request, _state(trajectory))
+    return render(request, "ui/trajectory.html#score", context)
 
 
 def _segment_or_404(trajectory: Trajectory, index: int) -> list[fmt.Segment]:
@@ -567,6 +581,25 @@ def segment_delete(request: HttpRequest, pk: int, index: int) -> HttpResponse:
 @require_POST
 @permission(CHANGE)
 @handles_domain_errors
+def segment_keep(request: HttpRequest, pk: int, index: int) -> HttpResponse:
+    """Keep a stale output block as it is, for the reason the annotator gives."""
+    trajectory = _trajectory(pk)
+    _segment_or_404(trajectory, index)
+    form = _valid(forms.KeepOutputForm, request.POST)
+    before = _before(request, trajectory)
+    result = review.trajectory_keep_output(
+        trajectory=trajectory,
+        segment_index=index,
+        reason=form.cleaned_data["reason"],
+        author=request.user,
+        base_version=form.cleaned_data["base_version"],
+    )
+    return _changes(request, before, result.trajectory, touched={index})
+
+
+@require_POST
+@permission(CHANGE)
+@handles_domain_errors
 def fix(request: HttpRequest, pk: int) -> HttpResponse:
     """The quick fix of a flagged placeholder: replace its text, or delete its lines."""
     trajectory = _trajectory(pk)
@@ -728,7 +761,10 @@ def baselines(request: HttpRequest, pk: int) -> HttpResponse:
 @permission(REVIEW)
 @handles_domain_errors
 def claim(request: HttpRequest, pk: int) -> HttpResponse:
-    trajectory = review.trajectory_claim(trajectory=_trajectory(pk), user=request.user)
+    """Claim the item; `take_over` (curators): even while another annotator holds it."""
+    trajectory = review.trajectory_claim(
+        trajectory=_trajectory(pk), user=request.user, take_over=bool(request.POST.get("take_over"))
+    )
     return _header_response(request, trajectory)
 
 
