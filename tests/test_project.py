@@ -93,6 +93,23 @@ def test_compose_file_is_valid():
     assert set(services) == {"postgres", "redis", "web", "worker", "train-worker", "vllm"}
 
 
+def test_every_service_that_runs_model_code_can_start_bubblewrap():
+    import yaml
+
+    config = yaml.safe_load(
+        subprocess.run(
+            ["docker-compose", "config"],
+            cwd=ROOT,
+            env={**os.environ, "SECRET_KEY": "k" * 64},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    for name in ("web", "worker"):  # re-runs in the web process; rollouts and scoring
+        assert "seccomp=unconfined" in config["services"][name].get("security_opt", []), name
+
+
 def test_the_domain_never_imports_the_workers():
     # Lazy imports inside functions count too: the domain binds its runner and tasks by name.
     found = subprocess.run(
