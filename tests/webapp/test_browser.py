@@ -104,6 +104,15 @@ def test_review_a_trajectory_from_claim_to_approval(browser, live_server):
     page.keyboard.press("Escape")
     expect(page.locator("#help")).to_be_hidden()
 
+    # The rename changed code that had run: its output is stale, and approval waits for a re-run.
+    renamed = next(
+        i
+        for i, s in enumerate(review.trajectory_segments(stored))
+        if s.kind == "code" and "total_sum" in s.body
+    )
+    page.click(f"#seg-{renamed} .seg-actions >> text=Run")
+    expect(page.locator("#version")).to_have_attribute("data-version", "4")
+
     # "a" approves and goes on to the next unclaimed item.
     page.keyboard.press("a")
     page.wait_for_url(re.compile(rf"/t/{second.pk}/"))
