@@ -31,6 +31,7 @@ def enqueue(task: Task, **ids: int) -> None:
 def send(task: Task, kwargs: dict[str, Any]) -> None:
     app = import_string(settings.CELERY_APP)
     if app.conf.task_always_eager:  # send_task never runs eagerly; the registered task does
+        app.loader.import_default_modules()  # the app's autodiscovered tasks
         app.tasks[task.value].apply(kwargs=kwargs)
     else:
         app.send_task(task.value, kwargs=kwargs)
