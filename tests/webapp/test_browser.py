@@ -137,8 +137,11 @@ def test_two_annotators_editing_at_once_one_gets_the_conflict(browser, live_serv
         page.click(f"#seg-{index} .seg-actions >> text=Edit")
 
     ann_page.locator(f"#seg-{index} textarea").fill("print('ann was here')")
-    ann_page.click(f"#seg-{index} [data-editor-save]")
+    ann_page.locator(f"#seg-{index} textarea").press("Control+Enter")  # saves and runs
     expect(ann_page.locator(f"#seg-{index} .code")).to_contain_text("ann was here")
+    expect(ann_page.locator(f"#seg-{index + 1} .output")).to_have_text("ann was here")
+    # Her lease ends (released, or expired): the version, not the lease, stops bob's save.
+    Trajectory.objects.filter(pk=trajectory.pk).update(claimed_by=None, claimed_until=None)
 
     bob_page.locator(f"#seg-{index} textarea").fill("print('bob was here')")
     bob_page.click(f"#seg-{index} [data-editor-save]")
