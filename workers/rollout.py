@@ -271,6 +271,7 @@ class RolloutState:
         self.end_hints = 0
         self.notice_given = False
         self.rogue_fences = 0
+        self.word_goes_on = False  # the last stop matched inside a longer word
         self.previous_tokens: list[int] = []
 
     @classmethod
@@ -494,6 +495,13 @@ class RolloutState:
         text, stop = generation.text, generation.stop_reason
         if stop in (OUTPUT_FENCE, THINK_END) and text.endswith(stop):
             text = text[: -len(stop)]  # cut off: never kept (``</think>`` only withheld)
+        self.word_goes_on = False
+        if self.hints is not None and stop in self.hints.conjunctions:
+            written = _decode(self.tokenizer, generation.token_ids)
+            if written.startswith(text) and written[len(text) : len(text) + 1].isalnum():
+                # The stop matched inside the last token's longer word ("Waiting"): keep the
+                # word as the model wrote it; it is no conjunction.
+                text, self.word_goes_on = written, True
         try:
             self.commit(generation, text)
             if generation.finish_reason == "length":
@@ -524,7 +532,7 @@ class RolloutState:
         if stop == CODE_CLOSE_STOP:
             return None  # an unlabelled block closed: nothing to run
         if self.hints is not None and isinstance(stop, str) and stop in self.hints.conjunctions:
-            if thinking:
+            if thinking and not self.word_goes_on:
                 self.at_conjunction(stop)
             return None
         if stop == THINK_END or (stop is None and thinking and self.hints is not None):

@@ -665,3 +665,26 @@ def test_a_round_s_own_hint_library_is_what_the_rollout_inserts(loop, engine):
     for _, result in results:
         check_invariants(engine.tokenizer, result, max_new_tokens=600)
         assert [(h.name, h.text) for h in result.hints] == [(added.name, added.text)]
+
+
+def test_a_conjunction_matched_inside_a_longer_word_gets_no_hint(loop, tokenizer):
+    # vLLM matches stop strings on text: "Wait" stops inside a token that reads "Waiting", cuts
+    # the text there and keeps the whole token's id. The word goes on: no hint, nothing cut.
+    class StopsInsideAWord(ScriptedEngine):
+        async def generate(self, prompt_ids, params):
+            if not self.prompts:
+                self.prompts.append(list(prompt_ids))
+                written = "<think>\nWaiting"
+                ids = self.tokenizer.encode(written, add_special_tokens=False)
+                return Generation("<think>\nWait", ids, "stop", "Wait", len(prompt_ids), 0, 0.0)
+            return await super().generate(prompt_ids, params)
+
+    engine = StopsInsideAWord(tokenizer, [" is over. Wait", ", so 5.\n</think> \\boxed{5}"])
+    config = HintConfig(conjunction_probability=1.0, max_hints=1, end_of_thinking=False)
+    result = loop.run_until_complete(
+        rollout(engine, prompt="Q: 2+3?\nA: ", hint_config=config, tools=tools())
+    )
+    check_invariants(tokenizer, result, max_new_tokens=4096, max_model_len=4096)
+    assert result.text.startswith("<think>\nWaiting is over. Wait, ")
+    (hint,) = result.hints  # the real "Wait" got it
+    assert result.text[: hint.start].endswith("Waiting is over. Wait, ")
