@@ -133,7 +133,14 @@ def queue_trajectories(
     *, filters: QueueFilters, without: Collection[str] = ()
 ) -> TrajectoryQuerySet:
     """The queue's candidates, filtered (except by the facets `without`) and sorted."""
-    qs = Trajectory.objects.candidates()
+    qs = trajectories_filtered(Trajectory.objects.candidates(), filters=filters, without=without)
+    return qs.order_by(*QUEUE_SORTS.get(filters.sort, QUEUE_SORTS["oldest"]))
+
+
+def trajectories_filtered(
+    qs: TrajectoryQuerySet, *, filters: QueueFilters, without: Collection[str] = ()
+) -> TrajectoryQuerySet:
+    """`qs` narrowed by the filters the queue and the API share (except the facets `without`)."""
     if filters.round is not None and "round" not in without:
         qs = qs.filter(round_id=filters.round)
     if filters.candidate and "candidate" not in without:
@@ -147,7 +154,7 @@ def queue_trajectories(
         qs = qs.filter(is_correct__isnull=True) if wanted is None else qs.filter(is_correct=wanted)
     if filters.flag and "flag" not in without:
         qs = qs.filter(Exists(Flag.objects.filter(trajectory_id=OuterRef("pk"), kind=filters.flag)))
-    return qs.order_by(*QUEUE_SORTS.get(filters.sort, QUEUE_SORTS["oldest"]))
+    return qs
 
 
 @dataclass

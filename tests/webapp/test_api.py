@@ -18,6 +18,7 @@ from schemathesis.specs.openapi.checks import (
     positive_data_acceptance,
 )
 
+from curation import selectors
 from curation.audit import audit_record
 from curation.models import (
     AuditAction,
@@ -417,6 +418,27 @@ def test_trajectory_list_filters(annotator):
     assert ids(problem_set=right.problem.problem_set.name) == [right.pk]
     bad = annotator.get("/api/trajectories/", {"round": "first"})
     assert bad.status_code == 400 and list(bad.json()) == ["round"]
+
+
+def test_the_api_and_the_queue_filter_candidates_alike(annotator):
+    round_ = RoundFactory()
+    for correct in (True, False, None):
+        for candidate in (Candidate.SEED, Candidate.START):
+            flagged = TrajectoryFactory(round=round_, is_correct=correct, candidate=candidate)
+            Flag.objects.create(trajectory=flagged, kind="placeholder", message=".", start=0, end=1)
+            TrajectoryFactory(round=round_, is_correct=correct, candidate=candidate)
+    for api_word, queue_word in (("true", "yes"), ("false", "no"), ("null", "unknown")):
+        params = {"candidate": "d_seed", "review_status": "pending", "is_correct": api_word}
+        for flag in ("", "placeholder"):
+            listed = annotator.get(
+                "/api/trajectories/", {**params, "flag": flag} if flag else params
+            )
+            queue = selectors.queue_trajectories(
+                filters=selectors.QueueFilters(candidate="d_seed", correct=queue_word, flag=flag)
+            )
+            assert sorted(t["id"] for t in listed.json()["results"]) == sorted(
+                queue.values_list("id", flat=True)
+            )
 
 
 def test_trajectory_detail_has_segments_score_and_flags(annotator):

@@ -267,6 +267,10 @@ class RerunSerializer(serializers.Serializer):
 # --- Trajectories -----------------------------------------------------------------------------
 
 
+# The API's words for correctness, and the queue's (curation.selectors.CORRECTNESS) they mean.
+CORRECTNESS_PARAM = {"true": "yes", "false": "no", "null": "unknown"}
+
+
 class TrajectoryFilterSerializer(serializers.Serializer):
     round = serializers.IntegerField(required=False, min_value=1)
     problem = serializers.IntegerField(required=False, min_value=1)

@@ -382,20 +382,21 @@ class TrajectoryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiVie
             )
         trajectories = Trajectory.objects.defer("text", "original_text").order_by("id")
         filters = self.query(s.TrajectoryFilterSerializer)
-        for name in ("round", "problem", "candidate", "review_status", "finish_reason"):
+        shared = selectors.QueueFilters(
+            round=filters.get("round"),
+            candidate=filters.get("candidate", ""),
+            status=filters.get("review_status", ""),
+            correct=s.CORRECTNESS_PARAM.get(filters.get("is_correct"), ""),
+            flag=filters.get("flag", ""),
+        )
+        trajectories = selectors.trajectories_filtered(trajectories, filters=shared)
+        for name in ("problem", "finish_reason"):
             if name in filters:
                 trajectories = trajectories.filter(**{name: filters[name]})
         if filters.get("hinted") is not None:
             trajectories = trajectories.filter(hinted=filters["hinted"])
         if "problem_set" in filters:
             trajectories = trajectories.filter(problem__problem_set__name=filters["problem_set"])
-        if "is_correct" in filters:
-            correct = {"true": True, "false": False, "null": None}[filters["is_correct"]]
-            trajectories = trajectories.filter(is_correct=correct)
-        if "flag" in filters:
-            trajectories = trajectories.filter(
-                pk__in=Flag.objects.filter(kind=filters["flag"]).values("trajectory_id")
-            )
         if "min_flags" in filters:
             trajectories = trajectories.filter(flag_count__gte=filters["min_flags"])
         if "max_flags" in filters:
