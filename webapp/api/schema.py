@@ -11,10 +11,10 @@ from typing import Any
 from drf_spectacular.openapi import AutoSchema
 from rest_framework import serializers
 
+from curation.services import SFT_RESERVED
 from training.config import SFTRunConfig
 
 # The job runner sets these from the job's version, base policy and work directory.
-RESERVED_SFT_KEYS = ("model_name_or_path", "dataset", "output_dir")
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -46,7 +46,7 @@ def sft_config_schema() -> dict[str, Any]:
     hints = typing.get_type_hints(SFTRunConfig)
     properties = {}
     for field in dataclasses.fields(SFTRunConfig):
-        if field.name in RESERVED_SFT_KEYS:
+        if field.name in SFT_RESERVED:
             continue
         tp, nullable = hints[field.name], False
         if typing.get_origin(tp) in (typing.Union, types.UnionType):

@@ -24,10 +24,9 @@ from curation.models import (
     Split,
     Trajectory,
 )
-from curation.services import SettingError, round_create, round_settings
+from curation.services import SettingError, round_create, round_settings, sft_job_config_validate
 from curation.trajectory import parse, segment_spans
-from training.config import ConfigError, config_from_dict
-from webapp.api.schema import RESERVED_SFT_KEYS, sft_config_schema
+from webapp.api.schema import sft_config_schema
 
 # --- Problems ---------------------------------------------------------------------------------
 
@@ -450,25 +449,6 @@ class SFTConfigField(serializers.DictField):
     """Hyperparameter overrides: the keys of training.config, checked as the runner reads them."""
 
 
-def validate_sft_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Check hyperparameter overrides as the runner will read them (training.config): unknown
-    keys, wrong types and impossible values are refused at launch, not when the job starts."""
-    reserved = sorted(set(config) & set(RESERVED_SFT_KEYS))
-    if reserved:
-        raise serializers.ValidationError(f"{reserved} are set by the job, not in its config")
-    try:
-        cfg = config_from_dict(config)
-    except ConfigError as exc:
-        raise serializers.ValidationError(str(exc)) from None
-    # validate() wants the dataset file to exist: any file stands in for the one the runner writes.
-    probe = {"model_name_or_path": "base", "dataset": __file__, "output_dir": "out"}
-    try:
-        config_from_dict({**cfg.to_dict(), **probe}).validate()
-    except ConfigError as exc:
-        raise serializers.ValidationError(str(exc)) from None
-    return config
-
-
 class SFTJobSerializer(serializers.ModelSerializer):
     dataset = serializers.CharField(
         write_only=True, help_text="Dataset name (with `version`, the frozen version to train on)."
@@ -517,7 +497,10 @@ class SFTJobSerializer(serializers.ModelSerializer):
         ]
 
     def validate_config(self, value: dict[str, Any]) -> dict[str, Any]:
-        return validate_sft_config(value)
+        try:
+            return sft_job_config_validate(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
     @extend_schema_field(serializers.FloatField(allow_null=True))
     def get_progress(self, job: SFTJob) -> float | None:

@@ -94,7 +94,10 @@ class Conflict(APIException):
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's handler, plus a JSON 500 for anything else: logged here, never shown to clients."""
+    """DRF's handler, with the domain's refusal (ConflictError) as a 409 once for every view,
+    plus a JSON 500 for anything else: logged here, never shown to clients."""
+    if isinstance(exc, ConflictError):
+        exc = Conflict(str(exc))
     response = drf_exception_handler(exc, context)
     if response is None:
         log.error("API error in %s", type(context.get("view")).__name__, exc_info=exc)
@@ -254,10 +257,7 @@ class PolicyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
         name is registered with another path)."""
         form = s.PolicyRegisterSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        try:
-            policy = policy_register(**form.validated_data, user=request.user)
-        except ConflictError as exc:
-            raise Conflict(str(exc)) from None
+        policy = policy_register(**form.validated_data, user=request.user)
         return Response(self.get_serializer(self.get_queryset().get(pk=policy.pk)).data, 201)
 
 
@@ -297,12 +297,9 @@ class RoundViewSet(
     @action(detail=True, methods=["post"])
     def launch(self, request: Request, pk: str) -> Response:
         """Plan the chunks and enqueue them; 409 when the round is already queued or running."""
-        try:
-            round_ = round_launch(
-                round=self.get_object(), chunk_size=settings.ROLLOUT_CHUNK_SIZE, user=request.user
-            )
-        except ConflictError as exc:
-            raise Conflict(str(exc)) from None
+        round_ = round_launch(
+            round=self.get_object(), chunk_size=settings.ROLLOUT_CHUNK_SIZE, user=request.user
+        )
         return Response(self.get_serializer(_rounds().get(pk=round_.pk)).data, status=202)
 
     @extend_schema(request=None, responses=s.RoundSerializer)
@@ -369,8 +366,6 @@ class TrajectoryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiVie
                 user=request.user,
                 **form.validated_data,
             )
-        except ConflictError as exc:
-            raise Conflict(str(exc)) from None
         except ValueError as exc:
             raise serializers.ValidationError({"reason": [str(exc)]}) from None
         return Response(s.TrajectorySerializer(trajectory).data)
@@ -582,16 +577,13 @@ class SFTJobViewSet(
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        try:
-            job = sft_job_launch(
-                dataset_version=data["dataset_version"],
-                base_policy=data["base_policy"],
-                output_name=data["output_name"],
-                config=data["config"],
-                user=request.user,
-            )
-        except ConflictError as exc:
-            raise Conflict(str(exc)) from None
+        job = sft_job_launch(
+            dataset_version=data["dataset_version"],
+            base_policy=data["base_policy"],
+            output_name=data["output_name"],
+            config=data["config"],
+            user=request.user,
+        )
         return Response(self.get_serializer(self.get_queryset().get(pk=job.pk)).data, status=201)
 
     @extend_schema(responses=s.SFTMetricsSerializer)
