@@ -8,7 +8,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
 from django.utils import timezone
 
-from curation import review, services
+from curation import renaming, review, services
 from curation import trajectory as fmt
 from curation.dispatch import Task
 from curation.execution import Execution
@@ -277,7 +277,7 @@ def test_quick_fix_replaces_a_flagged_placeholder_or_deletes_its_line():
 
 def test_rename_preview_lists_every_place_and_leaves_strings_and_comments():
     trajectory = data.candidate()
-    plan = review.rename_plan(
+    plan = renaming.rename_plan(
         segments=review.trajectory_segments(trajectory), old="totl_sum", new="total_sum"
     )
     assert plan.count == 3
@@ -289,9 +289,9 @@ def test_rename_preview_lists_every_place_and_leaves_strings_and_comments():
     assert changes[2].after == "print(total_sum)  # totl_sum should match"
     assert changes[2].columns == ((6, 15),)
     with pytest.raises(ValueError, match="not a Python identifier"):
-        review.rename_plan(segments=review.trajectory_segments(trajectory), old="x", new="1x")
+        renaming.rename_plan(segments=review.trajectory_segments(trajectory), old="x", new="1x")
     with pytest.raises(ValueError, match="does not occur"):
-        review.rename_plan(segments=review.trajectory_segments(trajectory), old="nope", new="x")
+        renaming.rename_plan(segments=review.trajectory_segments(trajectory), old="nope", new="x")
 
 
 def test_rename_handles_fstrings_attributes_and_broken_cells():
@@ -300,7 +300,7 @@ def test_rename_handles_fstrings_attributes_and_broken_cells():
         "print(f'{n!r:>{n}} n', \"n\")\n```\n```python\nm = n(\n```\n",
         hints=(),
     )
-    plan = review.rename_plan(segments=segments, old="n", new="count")
+    plan = renaming.rename_plan(segments=segments, old="n", new="count")
     first, second = plan.cells
     assert plan.renamed_body(first) == (
         "class A:\n    def f(self, count):\n        return self.count + count\n"
@@ -308,7 +308,7 @@ def test_rename_handles_fstrings_attributes_and_broken_cells():
     )
     assert plan.renamed_body(second) == "m = count("
     assert "could not read all of it" in second.error
-    with_text = review.rename_plan(segments=segments, old="n", new="count", in_text=True)
+    with_text = renaming.rename_plan(segments=segments, old="n", new="count", in_text=True)
     assert with_text.renamed_body(with_text.cells[0]).endswith(
         "print(f'{count!r:>{count}} count', \"count\")"
     )

@@ -28,7 +28,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 
-from curation import checks, review, selectors
+from curation import checks, renaming, review, selectors
 from curation import trajectory as fmt
 from curation.models import Candidate, Domain, Flag, ReviewStatus, Revision, Round, Trajectory
 from curation.services import ConflictError
@@ -641,7 +641,7 @@ def rename(request: HttpRequest, pk: int) -> HttpResponse:
         return _changes(request, before, result.trajectory, close_panel=True)
     form = _valid(forms.RenameForm, request.GET)
     _check_version(request, trajectory)
-    plan = review.rename_plan(
+    plan = renaming.rename_plan(
         segments=review.trajectory_segments(trajectory),
         old=form.cleaned_data["old"],
         new=form.cleaned_data["new"],
