@@ -23,7 +23,9 @@ JOB_DEFAULTS = {"logging_steps": 1}
 
 
 def job_dir(job: SFTJob) -> Path:
-    return Path(settings.TRAINING_OUTPUT_ROOT) / f"sft-job-{job.pk}"
+    """The job's own folder. Its creation time is in the name: ids start again with a new
+    database, and a model of an earlier database's job must never block (or be overwritten)."""
+    return Path(settings.TRAINING_OUTPUT_ROOT) / f"sft-job-{job.pk}-{job.created_at:%Y%m%d-%H%M%S}"
 
 
 def _write_dataset(job: SFTJob, path: Path) -> None:
