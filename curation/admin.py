@@ -23,7 +23,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
 
@@ -394,11 +394,24 @@ class RoundAdmin(admin.ModelAdmin):
                     "max_hints",
                     "end_of_thinking",
                     "end_repeats",
+                    "hint_texts",
                 ]
             },
         ),
         ("Tools", {"fields": ["max_tool_calls", "timeout_s", "memory_mb", "notebook"]}),
     ]
+
+    @admin.display(description="Hint texts")
+    def hint_texts(self, round_: models.Round) -> str:
+        """The exact texts the round inserts: its snapshot of the library, taken at launch."""
+        library = (round_.hint_config or {}).get("library")
+        if not library:
+            return "Copied from the enabled hint templates when the round is launched."
+        return format_html_join(
+            "",
+            '<p><strong>{}</strong> ({})<br><code class="hint-text">{}</code></p>',
+            ((hint["name"], hint["domain"], hint["text"]) for hint in library),
+        )
 
     def save_model(
         self, request: HttpRequest, obj: models.Round, form: RoundForm, change: bool
@@ -454,7 +467,11 @@ class RoundAdmin(admin.ModelAdmin):
     ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: models.Round | None = None):
-        return self.ACTIVE_FIELDS if obj is not None and obj.is_active else []
+        return (
+            [*self.ACTIVE_FIELDS, "hint_texts"]
+            if obj is not None and obj.is_active
+            else ["hint_texts"]
+        )
 
     def get_form(self, request: HttpRequest, obj: models.Round | None = None, **kwargs: Any):
         if obj is not None and obj.is_active:
@@ -463,7 +480,7 @@ class RoundAdmin(admin.ModelAdmin):
 
     def get_fieldsets(self, request: HttpRequest, obj: models.Round | None = None):
         if obj is not None and obj.is_active:
-            return [(None, {"fields": self.ACTIVE_FIELDS})]
+            return [(None, {"fields": [*self.ACTIVE_FIELDS, "hint_texts"]})]
         return self.fieldsets
 
     @admin.action(description="Launch selected rounds", permissions=["launch"])

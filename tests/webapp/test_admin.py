@@ -667,3 +667,21 @@ def test_the_admin_and_the_api_refuse_the_same_settings_with_the_same_words(
     assert api.status_code == 400
     assert api.json()[field] == form_errors
     assert not Round.objects.exists()
+
+
+def test_a_launched_rounds_page_shows_the_exact_hint_texts_it_uses(curator, hint_names):
+    from curation.models import HintTemplate
+
+    curator.post("/admin/curation/round/add/", _round_form(hints=hint_names[:1]))
+    round_ = Round.objects.get()
+    page = curator.get(f"/admin/curation/round/{round_.pk}/change/").content.decode()
+    assert "Copied from the enabled hint templates when the round is launched." in page
+    template = HintTemplate.objects.get(name=hint_names[0])
+    template.text = "Rephrased <b>before</b> the launch.```python"
+    template.save()
+    curator.post(f"/admin/curation/round/{round_.pk}/launch/")
+    template.text = "Rephrased after the launch.```python"
+    template.save()
+    page = curator.get(f"/admin/curation/round/{round_.pk}/change/").content.decode()
+    assert "Rephrased &lt;b&gt;before&lt;/b&gt; the launch.```python" in page
+    assert "after the launch" not in page
