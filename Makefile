@@ -57,10 +57,11 @@ test: setup services tiny-policy lint
 	@$(MAKE) --no-print-directory test-other-isa
 
 # The developers' lane: no engine, no browser, no worker; Postgres and Redis as in `make test`.
+# One pytest process per core (pytest-xdist; each gets its own test database).
 FAST_MARKERS := not vllm and not browser and not worker
 test-fast: venv services
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
-		$(PY) -m pytest -q -m "$(FAST_MARKERS)"
+		$(PY) -m pytest -q -n auto -m "$(FAST_MARKERS)"
 
 # Greedy decoding takes other tokens on another instruction set; the rollout tests must not care.
 # On an AVX-512 machine they run again with torch, oneDNN and MKL held to AVX2.
