@@ -183,3 +183,29 @@ def test_a_trajectory_full_of_markup_stays_inert(browser, live_server):
     assert page.locator("#segments script, #segments img, #segments svg").count() == 0
     assert page.locator('#segments a[href^="javascript:"]').count() == 0
     assert dialogs == []
+
+
+def test_a_failure_the_server_does_not_explain_is_shown_not_swallowed(browser, live_server):
+    data.annotator("ann")
+    trajectory = data.candidate()
+    index = cell_index(trajectory, 1)
+    page = open_page(browser, live_server, "ann")
+    page.goto(f"{live_server.url}/t/{trajectory.pk}/")
+    page.click(f"#seg-{index} .seg-actions >> text=Edit")
+    editor = page.locator(f"#seg-{index} textarea")
+    expect(editor).to_be_focused()
+    settled(page)
+    editor.fill("print('lost?')")
+
+    # Fault injection: the save answers 500, then the network is gone.
+    page.route("**/segments/*/edit/**", lambda route: route.fulfill(status=500, body="boom"))
+    page.click(f"#seg-{index} [data-editor-save]")
+    alert = page.locator("#alerts .alert-error")
+    expect(alert).to_contain_text("The server failed (HTTP 500)")
+    expect(editor).to_have_value("print('lost?')")  # nothing the annotator typed is lost
+
+    page.unroute("**/segments/*/edit/**")
+    page.route("**/segments/*/edit/**", lambda route: route.abort())
+    page.click(f"#seg-{index} [data-editor-save]")
+    expect(alert).to_contain_text("Could not reach the server")
+    assert fresh(trajectory).version == 1

@@ -29,6 +29,41 @@
   document.addEventListener("htmx:afterSettle", syncVersionInputs);
   document.addEventListener("htmx:oobAfterSwap", syncVersionInputs);
 
+  // Failures the server did not explain (it answers 403, 409 and 422 with an alert of its own):
+  // say so, and that the change may not have been saved, instead of doing nothing.
+  function showError(text) {
+    var alerts = document.getElementById("alerts");
+    if (!alerts) return;
+    var alert = document.createElement("div");
+    alert.className = "alert alert-error";
+    alert.setAttribute("role", "alert");
+    var message = document.createElement("span");
+    message.textContent = text + " ";
+    var reload = document.createElement("a");
+    reload.href = "";
+    reload.className = "reload";
+    reload.textContent = "Reload";
+    var close = document.createElement("button");
+    close.type = "button";
+    close.className = "close";
+    close.setAttribute("data-dismiss", "");
+    close.setAttribute("aria-label", "Dismiss");
+    close.textContent = "×";
+    alert.append(message, reload, close);
+    alerts.replaceChildren(alert);
+  }
+  document.addEventListener("htmx:responseError", function (event) {
+    var status = event.detail.xhr.status;
+    if (status === 403 || status === 409 || status === 422) return;
+    showError("The server failed (HTTP " + status + "): this action may not have been saved.");
+  });
+  document.addEventListener("htmx:sendError", function () {
+    showError("Could not reach the server: this action was not saved. Check the connection.");
+  });
+  document.addEventListener("htmx:timeout", function () {
+    showError("The server did not answer in time: this action may not have been saved.");
+  });
+
   // A successful request clears earlier error messages.
   document.addEventListener("htmx:afterRequest", function (event) {
     if (event.detail.successful && !event.detail.xhr.getResponseHeader("HX-Retarget")) {
