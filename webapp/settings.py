@@ -175,6 +175,8 @@ VLLM_SERVER_URL = env.str("VLLM_SERVER_URL", default="http://127.0.0.1:8001/v1")
 DEFAULT_POLICY_PATH = env.str("DEFAULT_POLICY_PATH", default="")
 ROLLOUT_CONCURRENCY = env.int("ROLLOUT_CONCURRENCY", default=64)
 ROLLOUT_CHUNK_SIZE = env.int("ROLLOUT_CHUNK_SIZE", default=16)
+# A chunk still running after this long is stopped (its error recorded; re-running resumes it).
+ROLLOUT_CHUNK_TIME_LIMIT_S = env.int("ROLLOUT_CHUNK_TIME_LIMIT_S", default=6 * 3600)
 VLLM_ENFORCE_EAGER = env.bool("VLLM_ENFORCE_EAGER", default=True)
 VLLM_MAX_MODEL_LEN = env.int("VLLM_MAX_MODEL_LEN", default=4096)
 VLLM_CPU_KVCACHE_GIB = env.int("VLLM_CPU_KVCACHE_GIB", default=1)
