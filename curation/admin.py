@@ -529,6 +529,8 @@ class RoundAdmin(admin.ModelAdmin):
         round_ = get_object_or_404(models.Round.objects.select_related("policy"), pk=pk)
         if not self.has_view_permission(request, round_):
             raise PermissionDenied
+        if round_.is_active:
+            services.round_chunks_recover()  # a lost worker is noticed while someone watches
         template = "admin/curation/round/progress.html"
         context = {
             "round": round_,

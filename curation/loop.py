@@ -96,6 +96,7 @@ def run_round(cfg: LoopConfig, *, kind: str, policy: Policy, sets, say: Say, **o
     services.round_launch(round=round_, chunk_size=settings.ROLLOUT_CHUNK_SIZE)
 
     def describe() -> tuple[bool, str]:
+        services.round_chunks_recover()  # a lost worker's chunk goes back on the queue
         round_.refresh_from_db()
         done = round_.trajectories.count()
         return (

@@ -184,6 +184,13 @@ class RoundChunk(models.Model):
     status = models.CharField(max_length=8, choices=ChunkStatus.choices, default="pending")
     error = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    worker = models.CharField(max_length=255, blank=True, help_text="The worker running it.")
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of life of its worker, while running."
+    )
+    recoveries = models.TextField(
+        blank=True, help_text="One line per worker that was lost while running it."
+    )
 
     class Meta:
         ordering = ["round_id", "index"]

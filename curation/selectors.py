@@ -57,6 +57,11 @@ def round_progress(*, round: Round) -> dict[str, Any]:
         "tokens_per_s": stats["tokens"] / elapsed if elapsed else None,
         "chunks": {"total": sum(chunks.values()), **chunks},
         "chunk_errors": chunk_errors,
+        "recoveries": [
+            line
+            for lines in round.chunks.exclude(recoveries="").values_list("recoveries", flat=True)
+            for line in lines.splitlines()
+        ],
     }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -397,12 +398,53 @@ def round_cancel(*, round: Round, user=None) -> Round:
     return locked
 
 
-def round_chunk_started(*, chunk: RoundChunk) -> None:
-    """Mark the chunk and, on its first chunk, the round as running."""
-    RoundChunk.objects.filter(pk=chunk.pk).update(status=ChunkStatus.RUNNING, error="")
+# A running chunk's worker beats this often; one silent for CHUNK_LOST_AFTER_S is taken as lost.
+CHUNK_HEARTBEAT_S = 10
+
+
+def round_chunk_started(*, chunk: RoundChunk, worker: str = "") -> None:
+    """Mark the chunk (and, on its first chunk, the round) as running on `worker`."""
+    RoundChunk.objects.filter(pk=chunk.pk).update(
+        status=ChunkStatus.RUNNING, error="", worker=worker, heartbeat_at=timezone.now()
+    )
     Round.objects.filter(pk=chunk.round_id, status=RunStatus.QUEUED).update(
         status=RunStatus.RUNNING
     )
+
+
+def round_chunk_heartbeat(*, chunk: RoundChunk) -> None:
+    RoundChunk.objects.filter(pk=chunk.pk, status=ChunkStatus.RUNNING).update(
+        heartbeat_at=timezone.now()
+    )
+
+
+def round_chunks_recover(*, now: datetime | None = None) -> list[RoundChunk]:
+    """Re-enqueue running chunks whose worker went silent (killed, its host lost).
+
+    Neither broker gives a killed worker's message back in time (Redis after its visibility
+    timeout, the filesystem broker never), so the heartbeat decides. Each recovery is a line in
+    the chunk's `recoveries`, shown on the round's progress page. Called by every running
+    chunk as it beats, by a worker as it starts, and by the progress page and `run_loop` as
+    they poll. Locks the lost chunks' rows (skipping those another caller holds).
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        lost = list(
+            RoundChunk.objects.select_for_update(skip_locked=True).filter(
+                status=ChunkStatus.RUNNING,
+                heartbeat_at__lt=now - timedelta(seconds=settings.CHUNK_LOST_AFTER_S),
+                round__status__in=ACTIVE_STATUSES,
+            )
+        )
+        for chunk in lost:
+            at = timezone.localtime(chunk.heartbeat_at).strftime("%H:%M:%S")
+            worker = chunk.worker or "(unknown)"
+            line = f"worker {worker} lost at {at}, chunk {chunk.index} re-enqueued"
+            chunk.status = ChunkStatus.PENDING
+            chunk.recoveries = "\n".join(filter(None, [chunk.recoveries, line]))
+            chunk.save(update_fields=["status", "recoveries", "updated_at"])
+            enqueue(Task.RUN_ROUND_CHUNK, chunk_id=chunk.pk)
+    return lost
 
 
 def round_fail(*, round: Round, error: str) -> None:

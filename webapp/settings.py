@@ -177,6 +177,8 @@ ROLLOUT_CONCURRENCY = env.int("ROLLOUT_CONCURRENCY", default=64)
 ROLLOUT_CHUNK_SIZE = env.int("ROLLOUT_CHUNK_SIZE", default=16)
 # A chunk still running after this long is stopped (its error recorded; re-running resumes it).
 ROLLOUT_CHUNK_TIME_LIMIT_S = env.int("ROLLOUT_CHUNK_TIME_LIMIT_S", default=6 * 3600)
+# A running chunk whose worker has been silent this long is re-enqueued (it beats every 10 s).
+CHUNK_LOST_AFTER_S = env.int("CHUNK_LOST_AFTER_S", default=60)
 VLLM_ENFORCE_EAGER = env.bool("VLLM_ENFORCE_EAGER", default=True)
 VLLM_MAX_MODEL_LEN = env.int("VLLM_MAX_MODEL_LEN", default=4096)
 VLLM_CPU_KVCACHE_GIB = env.int("VLLM_CPU_KVCACHE_GIB", default=1)

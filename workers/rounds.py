@@ -140,13 +140,17 @@ def _store(round: Round, key: SampleKey, problem: Problem, result: RolloutResult
     )
 
 
-def run_chunk(chunk_id: int) -> None:
-    """Roll out and store the chunk's missing samples; a missing chunk is a quiet no-op."""
+def run_chunk(chunk_id: int, *, worker: str = "") -> None:
+    """Roll out and store the chunk's missing samples; a missing chunk is a quiet no-op.
+
+    While it runs, the chunk beats every CHUNK_HEARTBEAT_S and, beating, re-enqueues other
+    chunks whose worker went silent (services.round_chunks_recover).
+    """
     chunk = RoundChunk.objects.select_related("round__policy").filter(pk=chunk_id).first()
     if chunk is None or chunk.round.status not in ACTIVE_STATUSES:
         return
     round = chunk.round
-    services.round_chunk_started(chunk=chunk)
+    services.round_chunk_started(chunk=chunk, worker=worker)
     jobs = list(missing_samples(chunk))
     host = engine_host()
     results: queue.Queue = queue.Queue()
@@ -160,7 +164,7 @@ def run_chunk(chunk_id: int) -> None:
 
     future = host.submit(produce_then_finish())
     error = ""
-    last_poll = time.monotonic()
+    last_poll = last_beat = time.monotonic()
     try:
         while True:
             try:
@@ -175,6 +179,10 @@ def run_chunk(chunk_id: int) -> None:
                 last_poll = time.monotonic()
                 if Round.objects.get(pk=round.pk).status not in ACTIVE_STATUSES:
                     host.loop.call_soon_threadsafe(cancel.set)
+            if time.monotonic() - last_beat > services.CHUNK_HEARTBEAT_S:
+                last_beat = time.monotonic()
+                services.round_chunk_heartbeat(chunk=chunk)
+                services.round_chunks_recover()
         future.result()
     except EngineUnavailable as exc:
         error = f"engine unavailable: {exc}"

@@ -21,7 +21,7 @@ from django.db import InterfaceError, OperationalError
 
 from curation.dispatch import Task
 from curation.models import Trajectory
-from curation.services import sft_jobs_orphaned, trajectory_score
+from curation.services import round_chunks_recover, sft_jobs_orphaned, trajectory_score
 from workers import rounds, sandbox, sft
 from workers.celery import app
 from workers.queues import Queue
@@ -40,14 +40,15 @@ RETRY = {
 @app.task(
     name=Task.RUN_ROUND_CHUNK,
     queue=Queue.ROLLOUT,
+    bind=True,
     acks_late=True,
     soft_time_limit=settings.ROLLOUT_CHUNK_TIME_LIMIT_S,
     time_limit=settings.ROLLOUT_CHUNK_TIME_LIMIT_S + 60,
     **RETRY,
 )
-def run_round_chunk(chunk_id: int) -> None:
+def run_round_chunk(self, chunk_id: int) -> None:
     """Idempotent (trajectories are unique per sample), so a lost worker's chunk may run again."""
-    rounds.run_chunk(chunk_id)
+    rounds.run_chunk(chunk_id, worker=self.request.hostname or "")
 
 
 @app.task(
@@ -77,6 +78,8 @@ def run_sft_job(self, job_id: int) -> None:
 
 
 @worker_ready.connect
-def fail_orphaned_sft_jobs(sender, **kwargs) -> None:
-    """A worker that starts again fails the jobs it held when it died."""
+def recover_after_a_restart(sender, **kwargs) -> None:
+    """A worker that starts again fails the SFT jobs it held when it died, and re-enqueues
+    rollout chunks whose worker went silent (its own, or another's)."""
     sft_jobs_orphaned(worker=sender.hostname)
+    round_chunks_recover()

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
-from curation import services
+from curation import selectors, services
 from curation.importing import jsonl_records, problem_set_import
 from curation.models import Policy, ProblemSet, Round, RoundChunk, RunStatus, Trajectory
 from curation.trajectory import parse
@@ -113,8 +113,12 @@ def test_a_killed_worker_loses_only_what_was_in_flight(celery_worker, tiny_polic
 
     survivor = start_worker("survivor", queues="rollout")
     try:
-        purge_queues()  # the killed worker's unacknowledged message: re-run explicitly instead
-        assert services.round_rerun_failed(round=round_) == 1
+        # Nobody re-runs anything by hand: the silent chunk is noticed, as the progress page and
+        # run_loop notice it while they poll, and goes back on the queue.
+        with override_settings(CHUNK_LOST_AFTER_S=20):
+            recovered = wait_until(services.round_chunks_recover, timeout=120, interval=1)
+        assert [chunk.round_id for chunk in recovered] == [round_.pk]
+        assert "lost at" in selectors.round_progress(round=round_)["recoveries"][0]
         round_ = _finished(round_)
     finally:
         stop_worker(survivor)

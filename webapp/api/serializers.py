@@ -250,6 +250,10 @@ class RoundProgressSerializer(serializers.Serializer):
     tokens_per_s = serializers.FloatField(allow_null=True)
     chunks = ChunkCountsSerializer()
     chunk_errors = serializers.ListField(child=serializers.CharField())
+    recoveries = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="One line per chunk whose worker was lost and that went back on the queue.",
+    )
 
 
 class SelectionSerializer(serializers.Serializer):
