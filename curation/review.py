@@ -403,12 +403,15 @@ def _cells_from(segments: Sequence[fmt.Segment], index: int, following: bool) ->
     return [index, *later] if following else [index]
 
 
-def _read(trajectory: Trajectory | int, base_version: int) -> Trajectory:
-    """The row as the caller saw it, unlocked; StaleVersionError if it moved on already."""
+def _read(trajectory: Trajectory | int, base_version: int, author) -> Trajectory:
+    """The row as the caller saw it, unlocked, before a cell runs: StaleVersionError if it moved
+    on already, ConflictError if another's lease holds it (no sandbox run for a refused save).
+    Both are checked again under the lock."""
     pk = trajectory if isinstance(trajectory, int) else trajectory.pk
     current = Trajectory.objects.select_related("problem", "round").get(pk=pk)
     if current.version != base_version:
         raise StaleVersionError(stale_message(current))
+    _check_lease(current, author, timezone.now())
     return current
 
 
@@ -427,7 +430,7 @@ def trajectory_edit_code(
     The cell runs first, without a lock; then the row is locked and the version checked again,
     so a save that landed during the run makes this one stale (its output would not be true).
     """
-    current = _read(trajectory, base_version)
+    current = _read(trajectory, base_version, author)
     segments = trajectory_segments(current)
     _segment(segments, segment_index, "code")
     segments = fmt.replace_segment(segments, segment_index, code)
@@ -453,7 +456,7 @@ def trajectory_rerun_cell(
 ) -> EditResult:
     """Run a code cell again and replace its output block (with `following`, every later
     executed cell's too). Runs first, then locks and checks the version, as edits do."""
-    current = _read(trajectory, base_version)
+    current = _read(trajectory, base_version, author)
     segments = trajectory_segments(current)
     _segment(segments, segment_index, "code")
     targets = _cells_from(segments, segment_index, following)

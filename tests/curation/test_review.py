@@ -529,6 +529,10 @@ def test_a_live_lease_refuses_everyone_else_s_edits_and_decisions():
         trajectory=trajectory, segment_index=index, code="print(1 + 1)", author=bob, base_version=1
     )
     placeholder = Flag.objects.get(trajectory=trajectory, kind="placeholder")
+
+    def never(code, **kwargs):  # a refused save must not cost a sandbox run
+        pytest.fail("the cell ran for a save that is refused")
+
     writes = {
         "edit code": lambda: review.trajectory_edit_code(
             trajectory=trajectory, segment_index=index, code="print(3)", author=ann, base_version=2
@@ -537,7 +541,7 @@ def test_a_live_lease_refuses_everyone_else_s_edits_and_decisions():
             trajectory=trajectory, segment_index=0, text="<think>\nHm.", author=ann, base_version=2
         ),
         "re-run": lambda: review.trajectory_rerun_cell(
-            trajectory=trajectory, segment_index=index, author=ann, base_version=2
+            trajectory=trajectory, segment_index=index, author=ann, base_version=2, runner=never
         ),
         "delete": lambda: review.trajectory_delete_segment(
             trajectory=trajectory, segment_index=index, author=ann, base_version=2
