@@ -757,7 +757,7 @@ class DatasetAdmin(admin.ModelAdmin):
 
 
 @admin.register(models.DatasetVersion)
-class DatasetVersionAdmin(admin.ModelAdmin):
+class DatasetVersionAdmin(ReadOnlyAdmin):
     """Versions are frozen: they are made by freezing a dataset, and never edited."""
 
     list_display = ["dataset", "number", "size", "short_hash", "created_by", "created_at"]
@@ -768,15 +768,6 @@ class DatasetVersionAdmin(admin.ModelAdmin):
     @admin.display(description="hash")
     def short_hash(self, version: models.DatasetVersion) -> str:
         return version.content_hash[:12]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 # --- SFT jobs ---------------------------------------------------------------------------------
@@ -1038,7 +1029,7 @@ class GroupAdmin(RolesAudited, auth_admin.GroupAdmin):
 
 
 @admin.register(models.AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     """The audit log: written by the services as they act, never by hand."""
 
     list_display = ["created_at", "actor", "action", "target_type", "target_repr"]
@@ -1046,12 +1037,3 @@ class AuditEventAdmin(admin.ModelAdmin):
     search_fields = ["target_repr"]
     list_select_related = ["actor"]
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False

@@ -383,19 +383,20 @@ def round_cancel(*, round: Round, user=None) -> Round:
     """Mark the round cancelled; running chunks see it between trajectories and stop."""
     with transaction.atomic():
         locked = Round.objects.select_for_update().get(pk=round.pk)
-        if locked.status in ACTIVE_STATUSES:
-            before = {"status": locked.status}
-            locked.status = RunStatus.CANCELLED
-            locked.finished_at = timezone.now()
-            locked.save(update_fields=["status", "finished_at"])
-            audit_record(
-                actor=user,
-                action=AuditAction.ROUND_CANCELLED,
-                target=locked,
-                before=before,
-                after={"status": locked.status},
-            )
+        _cancel_locked(locked, action=AuditAction.ROUND_CANCELLED, user=user)
     return locked
+
+
+def _cancel_locked(locked: Round | SFTJob, *, action: str, user) -> None:
+    """Cancel a locked round or job that is still active, and audit it; else do nothing."""
+    if locked.status in ACTIVE_STATUSES:
+        before = {"status": locked.status}
+        locked.status = RunStatus.CANCELLED
+        locked.finished_at = timezone.now()
+        locked.save(update_fields=["status", "finished_at"])
+        audit_record(
+            actor=user, action=action, target=locked, before=before, after={"status": locked.status}
+        )
 
 
 # A running chunk's worker beats this often; one silent for CHUNK_LOST_AFTER_S is taken as lost.
@@ -549,18 +550,7 @@ def sft_job_cancel(*, job: SFTJob, user=None) -> SFTJob:
     """
     with transaction.atomic():
         locked = SFTJob.objects.select_for_update().get(pk=job.pk)
-        if locked.status in ACTIVE_STATUSES:
-            before = {"status": locked.status}
-            locked.status = RunStatus.CANCELLED
-            locked.finished_at = timezone.now()
-            locked.save(update_fields=["status", "finished_at"])
-            audit_record(
-                actor=user,
-                action=AuditAction.SFT_JOB_CANCELLED,
-                target=locked,
-                before=before,
-                after={"status": locked.status},
-            )
+        _cancel_locked(locked, action=AuditAction.SFT_JOB_CANCELLED, user=user)
     return locked
 
 
