@@ -229,27 +229,25 @@ def round_settings(*, kind: str, **options: Any) -> dict[str, Any]:
     """
     if kind not in RoundKind.values:
         raise SettingError("kind", f"must be one of {RoundKind.values}, got {kind!r}")
-    settings = {**ROUND_DEFAULTS[kind], **{k: v for k, v in options.items() if v is not None}}
+    values = {**ROUND_DEFAULTS[kind], **{k: v for k, v in options.items() if v is not None}}
     for field, (low, high) in ROUND_BOUNDS.items():
-        value = settings.get(field)
+        value = values.get(field)
         if value is None:  # not set: the model's default (max_tokens)
             continue
         below = value <= low if field == "top_p" else value < low
         if below or value > high:
             bounds = f"({low}, {high}]" if field == "top_p" else f"[{low}, {high}]"
             raise SettingError(field, f"must be in {bounds}, got {value}")
-    if settings["samples_hinted"] + settings["samples_plain"] == 0:
+    if values["samples_hinted"] + values["samples_plain"] == 0:
         raise SettingError("samples_hinted", "a round needs at least one sample per problem")
     known_hints = [hint.name for hint in hint_library()]
     # Without a choice of hints, the round draws from every enabled template.
-    hint_config = {"hints": known_hints, **(settings.get("hint_config") or {})}
+    hint_config = {"hints": known_hints, **(values.get("hint_config") or {})}
     try:
-        settings["hint_config"] = HintConfig.from_dict(
-            hint_config, known_hints=known_hints
-        ).to_dict()
+        values["hint_config"] = HintConfig.from_dict(hint_config, known_hints=known_hints).to_dict()
     except ValueError as exc:
         raise SettingError("hint_config", str(exc)) from None
-    tools = settings.get("tool_config") or {}
+    tools = values.get("tool_config") or {}
     unknown_tools = set(tools) - TOOL_CONFIG_KEYS
     if unknown_tools:
         raise SettingError(
@@ -258,7 +256,7 @@ def round_settings(*, kind: str, **options: Any) -> dict[str, Any]:
     for field, (low, high) in TOOL_BOUNDS.items():
         if field in tools and not low <= tools[field] <= high:
             raise SettingError(field, f"must be in [{low}, {high}], got {tools[field]}")
-    return settings
+    return values
 
 
 def round_create(
@@ -274,14 +272,12 @@ def round_create(
 
     Raises ValueError naming the bad setting.
     """
-    settings = round_settings(kind=kind, **options)
+    values = round_settings(kind=kind, **options)
     problem_sets = list(problem_sets)
     if not problem_sets:
         raise ValueError("a round needs at least one problem set")
     with transaction.atomic():
-        round = Round.objects.create(
-            name=name, kind=kind, policy=policy, created_by=user, **settings
-        )
+        round = Round.objects.create(name=name, kind=kind, policy=policy, created_by=user, **values)
         round.problem_sets.set(problem_sets)
     return round
 
