@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "csp",
     "curation",
     "webapp",
@@ -204,6 +205,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Problems, rounds, trajectories, datasets and SFT jobs of the Hint-RFT loop.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The docs page's Swagger UI is served from this app's static files, never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     # A review status and a decision share one choice set: one enum in the schema.
     "ENUM_NAME_OVERRIDES": {"ReviewStatusEnum": "curation.models.ReviewStatus"},
 }

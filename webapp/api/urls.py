@@ -1,10 +1,11 @@
 """/api/: the router's endpoints, a dataset's versions nested under it, and the OpenAPI schema.
 
-The browsable API (DRF's HTML renderer, CSP-clean) is the docs page: /api/ lists every endpoint.
+The browsable API (DRF's HTML renderer, CSP-clean) lists every endpoint at /api/; /api/docs/ renders
+the schema with Swagger UI.
 """
 
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
 from webapp.api import views
@@ -35,6 +36,15 @@ version_paths = [
 app_name = "api"
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    # Swagger UI from drf-spectacular-sidecar's static files; its init script is a second
+    # request (`?script`), so the page needs no inline script under the CSP.
+    path(
+        "docs/",
+        SpectacularSwaggerSplitView.as_view(
+            url_name="api:schema", template_name="api/swagger_ui.html", title="START curation API"
+        ),
+        name="docs",
+    ),
     path("datasets/<slug:dataset_name>/versions/", include(version_paths)),
     path("", include(router.urls)),
     re_path(r"^(?P<path>[\s\S]*)$", views.not_found),  # any path, newlines included
