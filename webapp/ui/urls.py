@@ -11,6 +11,7 @@ urlpatterns = [
     path("counts/", views.queue_counts, name="queue_counts"),
     path("next/", views.claim_next, name="next"),
     path("progress/", views.progress, name="progress"),
+    path("demo-status/", views.demo_status, name="demo_status"),
     path("t/<int:pk>/", views.trajectory_page, name="trajectory"),
     path("t/<int:pk>/score/", views.score, name="score"),
     path("t/<int:pk>/claim/", views.claim, name="claim"),

@@ -805,6 +805,15 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
     return _header_response(request, trajectory)
 
 
+# --- The demo's status -------------------------------------------------------------------------
+
+
+@require_GET
+def demo_status(request: HttpRequest) -> HttpResponse:
+    """The banner alone, polled while `make demo` builds its policy (empty when not a demo)."""
+    return render(request, "ui/base.html#demo_status")
+
+
 # --- Progress ---------------------------------------------------------------------------------
 
 
