@@ -19,7 +19,7 @@ TEST_BROKER_URL ?= redis://127.0.0.1:6379/0
 help:
 	@echo "make demo       set everything up and run the app at http://127.0.0.1:8000 (Ctrl-C stops it)"
 	@echo "make test       set everything up and run the whole suite on Postgres and Redis (CI's command)"
-	@echo "make test-fast  the tests that need no vLLM engine, browser or Celery worker (after every change)"
+	@echo "make test-fast  the tests that need no vLLM engine, browser, Celery worker or training run (after every change)"
 	@echo "make bench      run the benchmarks, write .bench/results.json"
 
 setup: system-deps venv
@@ -63,7 +63,7 @@ test: setup services tiny-policy lint
 
 # The developers' lane: no engine, no browser, no worker; Postgres and Redis as in `make test`.
 # One pytest process per core (pytest-xdist; each gets its own test database).
-FAST_MARKERS := not vllm and not browser and not worker
+FAST_MARKERS := not vllm and not browser and not worker and not train
 test-fast: venv services
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
 		$(PY) -m pytest -q -n auto -m "$(FAST_MARKERS)"

@@ -7,6 +7,7 @@ constraints and reusable query filters.
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
@@ -14,6 +15,33 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from curation.hints import Hint, hint_validate
+
+# Full-text search (the queue's `search` filter): each searchable text has a tsvector column that
+# Postgres generates from it, with a GIN index (migration 0006). On the demo's SQLite the column is
+# NULL and the queue searches with LIKE instead (curation.selectors).
+SEARCH_CONFIG = "english"
+
+
+class TextSearchVector(SearchVector):
+    """`to_tsvector('english', column)` on Postgres; NULL on SQLite, which has no tsvector."""
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        return "NULL", []
+
+
+def search_vector_field(column: str) -> models.GeneratedField:
+    return models.GeneratedField(
+        expression=TextSearchVector(column, config=SEARCH_CONFIG),
+        output_field=SearchVectorField(null=True),
+        db_persist=True,
+    )
+
+
+class SearchDeferringManager(models.Manager):
+    """Reads leave the tsvector out (a long trajectory's is tens of kB); searches filter on it."""
+
+    def get_queryset(self) -> models.QuerySet:
+        return super().get_queryset().defer("search_vector")
 
 
 class Domain(models.TextChoices):
@@ -52,6 +80,9 @@ class Problem(models.Model):
     entry_point = models.CharField(max_length=200, blank=True)
     starter_code = models.TextField(blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    search_vector = search_vector_field("prompt")
+
+    objects = SearchDeferringManager()
 
     class Meta:
         ordering = ["id"]
@@ -134,6 +165,10 @@ class Round(models.Model):
     temperature = models.FloatField(default=0.0)
     top_p = models.FloatField(default=1.0)
     max_tokens = models.PositiveIntegerField(default=2048)
+    reviews_required = models.PositiveSmallIntegerField(
+        default=1,
+        help_text="Overlap: how many annotators review each candidate (agreement needs 2 or more).",
+    )
     hint_config = models.JSONField(default=dict, blank=True)
     tool_config = models.JSONField(
         default=dict, blank=True, help_text="max_calls, timeout_s, memory_mb, notebook."
@@ -207,6 +242,8 @@ class ReviewStatus(models.TextChoices):
     APPROVED = "approved", "Approved"
     REJECTED = "rejected", "Rejected"
     SKIPPED = "skipped", "Skipped"
+    # Overlap: the k reviews a round asked for disagree; a curator's adjudication decides.
+    DISPUTED = "disputed", "Disputed"
 
 
 class Candidate(models.TextChoices):
@@ -269,6 +306,9 @@ class Trajectory(models.Model):
         related_name="claimed_trajectories",
     )
     claimed_until = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the holder's lease began (time on task)."
+    )
     reviewed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -282,8 +322,9 @@ class Trajectory(models.Model):
     version = models.PositiveIntegerField(default=1, help_text="Optimistic lock: +1 per save.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    search_vector = search_vector_field("text")
 
-    objects = TrajectoryQuerySet.as_manager()
+    objects = SearchDeferringManager.from_queryset(TrajectoryQuerySet)()
 
     class Meta:
         ordering = ["id"]
@@ -291,6 +332,7 @@ class Trajectory(models.Model):
         permissions = [
             ("review_trajectory", "Can claim, approve and reject trajectories"),
             ("take_over_claim", "Can take over another annotator's claim"),
+            ("bulk_review_trajectory", "Can approve, reject, reassign and re-score in bulk"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -334,6 +376,35 @@ class Flag(models.Model):
         return f"{self.kind} @{self.start}-{self.end}"
 
 
+class QueueCount(models.Model):
+    """Trajectories per cell of the review queue's filters, kept exact by Postgres triggers on
+    trajectories, flags and problems (migration 0006) whatever writes them (services, bulk
+    updates, raw SQL). `flag_kind` "" counts every trajectory of the cell; a kind counts those
+    with at least one flag of that kind. The queue's counts per filter value read these few
+    hundred rows instead of grouping a million trajectories (curation.selectors.queue_facets).
+    Empty on SQLite, where the counts are computed live."""
+
+    round_id = models.BigIntegerField()
+    candidate = models.CharField(max_length=8, blank=True)
+    domain = models.CharField(max_length=16)
+    review_status = models.CharField(max_length=8)
+    correct = models.CharField(max_length=8, help_text="yes, no or unknown")
+    flag_kind = models.CharField(max_length=32, blank=True)
+    n = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["round_id", "candidate", "domain", "review_status", "correct", "flag_kind"],
+                name="queue_count_cell",
+            )
+        ]
+
+    def __str__(self) -> str:
+        cell = f"{self.candidate} {self.domain} {self.review_status} {self.correct}"
+        return f"round {self.round_id} {cell} {self.flag_kind}: {self.n}"
+
+
 class Revision(models.Model):
     """Every human edit of a trajectory: nothing is edited without one."""
 
@@ -353,6 +424,110 @@ class Revision(models.Model):
         return f"{self.action} by {self.author} on #{self.trajectory_id}"
 
 
+class Review(models.Model):
+    """One annotator's decision on one trajectory, written by `review.trajectory_decide`.
+
+    A round that asks for k reviews (overlap) settles a trajectory when k annotators agree; if
+    they disagree it is disputed until a curator's review (`adjudication`) decides, for good.
+    Reopening a trajectory supersedes its reviews. `started_at` is when the reviewer's lease
+    began, so `decided_at - started_at` is their time on task.
+    """
+
+    trajectory = models.ForeignKey(Trajectory, on_delete=models.CASCADE, related_name="reviews")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews"
+    )
+    decision = models.CharField(
+        max_length=8,
+        choices=[(ReviewStatus.APPROVED, "Approve"), (ReviewStatus.REJECTED, "Reject")],
+    )
+    reason = models.TextField(blank=True)
+    version = models.PositiveIntegerField(help_text="The trajectory's version it decided on.")
+    adjudication = models.BooleanField(default=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(auto_now_add=True)
+    superseded = models.BooleanField(default=False, help_text="The trajectory was reopened.")
+
+    class Meta:
+        ordering = ["trajectory_id", "id"]
+        indexes = [models.Index(fields=["annotator", "decided_at"], name="review_annotator_time")]
+        permissions = [("adjudicate_trajectory", "Can settle disputed trajectories")]
+
+    def __str__(self) -> str:
+        return f"{self.annotator} {self.decision} #{self.trajectory_id}"
+
+
+class Assignment(models.Model):
+    """A batch a curator gave an annotator: the queue's items under `filters` (a round, a
+    status, flags... as the workbench's queue filters), up to `quota` decisions. The queue
+    serves an annotator's open assignments first, oldest first. Made by
+    `review.assignment_create`."""
+
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+    )
+    filters = models.JSONField(default=dict, blank=True)
+    quota = models.PositiveIntegerField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="assignments_made"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.quota} for {self.annotator}"
+
+
+class Comment(models.Model):
+    """A note on a trajectory, or on one of its segments (a cell) or a span of its text, for the
+    next reviewer and the curator. Markdown, rendered sanitised. Written by
+    `curation.review.trajectory_comment`; it changes neither the text nor the version."""
+
+    trajectory = models.ForeignKey(Trajectory, on_delete=models.CASCADE, related_name="comments")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    created_at = models.DateTimeField(auto_now_add=True)
+    body = models.TextField()
+    version = models.PositiveIntegerField(help_text="The trajectory's version it was written on.")
+    segment_index = models.PositiveIntegerField(null=True, blank=True)
+    start = models.PositiveIntegerField(null=True, blank=True)
+    end = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["trajectory_id", "id"]
+
+    def __str__(self) -> str:
+        return f"comment by {self.author} on #{self.trajectory_id}"
+
+
+class Suggestion(models.Model):
+    """A pre-annotation by a script or an LLM judge: a decision it proposes for one version of a
+    trajectory. The human sees it in the workbench; it never approves or rejects anything (the
+    review status stays as it was). Written by `curation.review.trajectory_suggest`."""
+
+    trajectory = models.ForeignKey(
+        Trajectory, on_delete=models.CASCADE, related_name="suggestions"
+    )
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    created_at = models.DateTimeField(auto_now_add=True)
+    decision = models.CharField(
+        max_length=8,
+        choices=[(ReviewStatus.APPROVED, "Approve"), (ReviewStatus.REJECTED, "Reject")],
+    )
+    reason = models.TextField(blank=True)
+    source = models.CharField(
+        max_length=200, blank=True, help_text="Who or what judged, e.g. a judge model's name."
+    )
+    version = models.PositiveIntegerField(help_text="The trajectory's version it judged.")
+
+    class Meta:
+        ordering = ["trajectory_id", "id"]
+
+    def __str__(self) -> str:
+        return f"suggest {self.decision} on #{self.trajectory_id} by {self.author}"
+
+
 class DatasetKind(models.TextChoices):
     SEED = "d_seed", "D_seed"
     START = "d_start", "D_START"
@@ -363,6 +538,11 @@ class Dataset(models.Model):
     name = models.SlugField(max_length=100, unique=True)
     kind = models.CharField(max_length=8, choices=DatasetKind.choices)
     description = models.TextField(blank=True)
+    guidelines = models.TextField(
+        blank=True,
+        help_text="Markdown for annotators, shown in the workbench (g) on the trajectories this "
+        "dataset may take; rendered sanitised (no HTML, scripts or javascript: links).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -428,6 +608,10 @@ class SFTJob(models.Model):
     log = models.TextField(blank=True)
     error = models.TextField(blank=True)
     worker = models.CharField(max_length=200, blank=True, help_text="The worker running it.")
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of life of its worker, while running."
+    )
+    command = models.TextField(blank=True, help_text="The command line its worker launched.")
     output_policy = models.OneToOneField(
         Policy, null=True, blank=True, on_delete=models.SET_NULL, related_name="made_by"
     )

@@ -19,20 +19,30 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 
 from curation import checks
 from curation import trajectory as fmt
 from curation.execution import CodeRunner, Limits
-from curation.models import Flag, ReviewStatus, Revision, Trajectory
+from curation.models import (
+    Assignment,
+    Comment,
+    Flag,
+    Review,
+    ReviewStatus,
+    Revision,
+    Suggestion,
+    Trajectory,
+)
 from curation.renaming import rename_plan
+from curation.selectors import QueueFilters
 from curation.services import (
     ConflictError,
     code_runner,
@@ -58,6 +68,11 @@ DECISION_PREFIX = "decide_"
 TAKE_OVER_ACTION = "take_over_claim"
 KEEP_OUTPUT_ACTION = "keep_stale_output"
 TAKE_OVER_PERMISSION = "curation.take_over_claim"
+ADJUDICATE_PERMISSION = "curation.adjudicate_trajectory"
+REVIEW_PERMISSION = "curation.review_trajectory"
+ASSIGN_PERMISSION = "curation.add_assignment"
+# What a user may decide; "disputed" is where disagreeing reviews leave a trajectory.
+DECISIONS = tuple(status for status in ReviewStatus.values if status != ReviewStatus.DISPUTED)
 
 # A rephrased hint is recognised by its text wherever it occurs: a short one would match prose.
 MIN_HINT_CHARS = 20
@@ -117,6 +132,14 @@ def _locked(trajectory: Trajectory | int, base_version: int | None) -> Trajector
 
 
 def _lease_for(trajectory: Trajectory, user, now: datetime, lease: timedelta) -> None:
+    """Lease to `user`; a renewal keeps the start of the lease (time on task counts from it)."""
+    renewal = (
+        trajectory.claimed_by_id == user.pk
+        and trajectory.claimed_until is not None
+        and trajectory.claimed_until > now
+    )
+    if not renewal or trajectory.claimed_at is None:
+        trajectory.claimed_at = now
     trajectory.claimed_by = user
     trajectory.claimed_until = now + lease
 
@@ -168,7 +191,7 @@ def trajectory_claim(
         else:
             _check_lease(locked, user, now)
         _lease_for(locked, user, now, lease)
-        locked.save(update_fields=["claimed_by", "claimed_until"])
+        locked.save(update_fields=["claimed_by", "claimed_until", "claimed_at"])
     return locked
 
 
@@ -179,35 +202,54 @@ def trajectory_release(*, trajectory: Trajectory, user) -> Trajectory:
         if locked.claimed_by_id == user.pk:
             locked.claimed_by = None
             locked.claimed_until = None
-            locked.save(update_fields=["claimed_by", "claimed_until"])
+            locked.claimed_at = None
+            locked.save(update_fields=["claimed_by", "claimed_until", "claimed_at"])
     return locked
 
 
 def trajectory_claim_next(
-    *, user, queue: QuerySet[Trajectory], lease: timedelta = CLAIM_LEASE
+    *,
+    user,
+    queue: QuerySet[Trajectory],
+    lease: timedelta = CLAIM_LEASE,
+    assigned: Sequence[QuerySet[Trajectory]] = (),
 ) -> Trajectory | None:
     """Lease the first pending item of the ordered `queue` that nobody else holds.
 
-    The user's own live claim in the queue comes first (they resume it). Otherwise the first
-    unclaimed row is locked with `SKIP LOCKED`, so concurrent callers each get a different item
-    and never wait for one another.
+    The user's own live claim in the queue comes first (they resume it); then the user's open
+    assignments (`assigned`, oldest first, see `assignment_queues`); then the queue. An item
+    the user already reviewed is never handed back to them (overlap needs other annotators).
+    The first unclaimed row is locked with `SKIP LOCKED`, so concurrent callers each get a
+    different item and never wait for one another.
     """
     now = timezone.now()
-    pending = queue.filter(review_status=ReviewStatus.PENDING)
+
+    reviewed = Review.objects.filter(trajectory=OuterRef("pk"), annotator=user, superseded=False)
+
+    def open_items(items: QuerySet[Trajectory]) -> QuerySet[Trajectory]:
+        return items.filter(review_status=ReviewStatus.PENDING).exclude(Exists(reviewed))
+
     with transaction.atomic():
-        own = (
-            pending.filter(claimed_by=user, claimed_until__gt=now)
+        chosen = (
+            open_items(queue)
+            .filter(claimed_by=user, claimed_until__gt=now)
             .select_for_update(of=("self",), skip_locked=True)
             .first()
         )
-        chosen = own or (
-            pending.unclaimed(now).select_for_update(of=("self",), skip_locked=True).first()
-        )
+        for items in (*assigned, queue):
+            if chosen is not None:
+                break
+            chosen = (
+                open_items(items)
+                .unclaimed(now)
+                .select_for_update(of=("self",), skip_locked=True)
+                .first()
+            )
         if chosen is None:
             return None
         _lease_for(chosen, user, now, lease)
         Trajectory.objects.filter(pk=chosen.pk).update(
-            claimed_by=user, claimed_until=chosen.claimed_until
+            claimed_by=user, claimed_until=chosen.claimed_until, claimed_at=chosen.claimed_at
         )
     return chosen
 
@@ -262,14 +304,16 @@ def _save_text(
     if proven:
         locked.output_sources = [*locked.output_sources, *proven]
         fields.append("output_sources")
-    if locked.review_status != ReviewStatus.PENDING:
+    if locked.review_status not in (ReviewStatus.PENDING, ReviewStatus.DISPUTED):
+        # The decision was about another text: the new one is reviewed from scratch.
+        locked.reviews.filter(superseded=False).update(superseded=True)
         locked.review_status = ReviewStatus.PENDING
         locked.reviewed_by = None
         locked.reviewed_at = None
         locked.review_reason = ""
         fields += ["review_status", "reviewed_by", "reviewed_at", "review_reason"]
     _lease_for(locked, author, now, CLAIM_LEASE)
-    fields += ["claimed_by", "claimed_until"]
+    fields += ["claimed_by", "claimed_until", "claimed_at"]
     locked.save(update_fields=fields)
     trajectory_score(trajectory=locked, defer_code=True)
     return EditResult(locked, revision)
@@ -312,6 +356,7 @@ def trajectory_edit_segment(
         segment = _segment(segments, segment_index, "think", "hint", "answer")
         new_segments = fmt.replace_segment(segments, segment_index, text)
         new_text = fmt.render(new_segments)
+        _refuse_hand_made_outputs(segments, trajectory_segments(locked, new_text))
         hints = None
         action = "edit_text"
         if segment.kind == "hint" and text != segment.text:
@@ -328,6 +373,20 @@ def trajectory_edit_segment(
         return _save_text(locked, new_text, author=author, action=action, hints=hints)
 
 
+HAND_MADE_OUTPUT = (
+    "an output block comes from running its cell: edit the cell and run it again "
+    "(deleting the cell deletes its output too)"
+)
+
+
+def _refuse_hand_made_outputs(before: Sequence[fmt.Segment], after: Sequence[fmt.Segment]) -> None:
+    """Text edits may not write output blocks, nor remove one: only running a cell does."""
+    if [s.text for s in before if s.kind == "output"] != [
+        s.text for s in after if s.kind == "output"
+    ]:
+        raise ValueError(HAND_MADE_OUTPUT)
+
+
 def trajectory_delete_segment(
     *, trajectory: Trajectory, segment_index: int, author, base_version: int
 ) -> EditResult:
@@ -336,6 +395,8 @@ def trajectory_delete_segment(
         locked = _locked(trajectory, base_version)
         segments = trajectory_segments(locked)
         segment = _segment(segments, segment_index)
+        if segment.kind == "output":
+            raise ValueError(HAND_MADE_OUTPUT)
         end = segment_index + 1
         if segment.kind == "code" and end < len(segments) and segments[end].kind == "output":
             end += 1
@@ -631,10 +692,12 @@ def trajectory_decide(
     The decision is about the text the user saw, hence the version check; another user's live
     lease refuses it, and so does approving while an output is stale. It is recorded as a
     revision with the text unchanged (undo passes over it), bumps the version and releases the
-    claim; reopening claims the trajectory for the user instead.
+    claim; reopening claims the trajectory for the user instead and supersedes its reviews.
+    Approving and rejecting are reviews (`_review`): with overlap the trajectory stays pending
+    until the round's k annotators have decided.
     """
-    if decision not in ReviewStatus.values:
-        raise ValueError(f"unknown decision {decision!r}")
+    if decision not in DECISIONS:
+        raise ValueError(f"unknown decision {str(decision)!r}: one of {', '.join(DECISIONS)}")
     reason = reason.strip()
     if decision == ReviewStatus.REJECTED and not reason:
         raise ValueError("a rejection needs a reason")
@@ -645,6 +708,12 @@ def trajectory_decide(
         if decision == ReviewStatus.APPROVED:
             _refuse_stale_outputs(locked)
         reopening = decision == ReviewStatus.PENDING
+        status = decision
+        if decision in (ReviewStatus.APPROVED, ReviewStatus.REJECTED):
+            status, reason = _review(locked, decision, user=user, reason=reason)
+        elif reopening:
+            locked.reviews.filter(superseded=False).update(superseded=True)
+        settled = status not in (ReviewStatus.PENDING, ReviewStatus.DISPUTED)
         Revision.objects.create(
             trajectory=locked,
             author=user,
@@ -654,15 +723,16 @@ def trajectory_decide(
             after_text=locked.text,
             base_version=locked.version,
         )
-        locked.review_status = decision
-        locked.reviewed_by = None if reopening else user
-        locked.reviewed_at = None if reopening else now
-        locked.review_reason = "" if reopening else reason
+        locked.review_status = status
+        locked.reviewed_by = user if settled else None
+        locked.reviewed_at = now if settled else None
+        locked.review_reason = reason if settled else ""
         if reopening:
             _lease_for(locked, user, now, CLAIM_LEASE)
         else:
             locked.claimed_by = None
             locked.claimed_until = None
+            locked.claimed_at = None
         locked.version += 1
         locked.save(
             update_fields=[
@@ -672,8 +742,145 @@ def trajectory_decide(
                 "review_reason",
                 "claimed_by",
                 "claimed_until",
+                "claimed_at",
                 "version",
                 "updated_at",
             ]
         )
     return locked
+
+
+def _review(locked: Trajectory, decision: str, *, user, reason: str) -> tuple[str, str]:
+    """Record `user`'s review of the locked trajectory; the status and reason it settles on.
+
+    One live review per annotator: deciding again replaces theirs. Once the round's
+    `reviews_required` annotators have decided, agreement settles the trajectory (their
+    reasons joined) and disagreement disputes it. A disputed or adjudicated trajectory is a
+    curator's to decide (ADJUDICATE_PERMISSION), and their adjudication is final.
+    """
+    live = locked.reviews.filter(superseded=False)
+    adjudicating = locked.review_status == ReviewStatus.DISPUTED or (
+        live.filter(adjudication=True).exists()
+    )
+    if adjudicating and not user.has_perm(ADJUDICATE_PERMISSION):
+        raise PermissionDenied("a disputed trajectory is settled by a curator's adjudication")
+    live.filter(annotator=user, adjudication=adjudicating).update(superseded=True)
+    Review.objects.create(
+        trajectory=locked,
+        annotator=user,
+        decision=decision,
+        reason=reason,
+        version=locked.version,
+        adjudication=adjudicating,
+        started_at=locked.claimed_at if locked.claimed_by_id == user.pk else None,
+    )
+    if adjudicating:
+        return decision, reason
+    reviews = list(live.filter(adjudication=False).values_list("decision", "reason"))
+    if len(reviews) < locked.round.reviews_required:
+        return ReviewStatus.PENDING, ""
+    if len({decided for decided, _ in reviews}) > 1:
+        return ReviewStatus.DISPUTED, ""
+    return decision, "; ".join(dict.fromkeys(why for _, why in reviews if why))
+
+
+# --- Assignments ------------------------------------------------------------------------------
+
+
+def assignment_create(*, annotator, filters: QueueFilters, quota: int, user) -> Assignment:
+    """Give `annotator` up to `quota` decisions among the queue's items under `filters` (the
+    workbench's queue filters, their order included; see `selectors.assigned_queues`)."""
+    if not user.has_perm(ASSIGN_PERMISSION):
+        raise PermissionDenied("only a curator assigns work")
+    if not annotator.is_active or not annotator.has_perm(REVIEW_PERMISSION):
+        raise ValueError(f"{annotator} is not an annotator: give them the annotator role first")
+    if quota < 1:
+        raise ValueError("a quota is at least 1 item")
+    return Assignment.objects.create(
+        annotator=annotator, filters=asdict(filters), quota=quota, created_by=user
+    )
+
+
+# --- Comments and suggestions -----------------------------------------------------------------
+
+COMMENT_MAX_CHARS = 10_000
+
+
+def trajectory_comment(
+    *,
+    trajectory: Trajectory,
+    body: str,
+    author,
+    base_version: int,
+    segment_index: int | None = None,
+    start: int | None = None,
+    end: int | None = None,
+) -> Comment:
+    """A comment on the trajectory, on one segment (`segment_index`), or on a span of its text
+    (`start`, `end`: characters of the version the author read). Row lock.
+
+    The version check makes a span or a segment number mean what the author saw; the comment
+    changes neither the text nor the version, so it makes nobody else's page stale, and another
+    annotator's lease does not refuse it (notes are for others to read).
+    """
+    body = body.strip()
+    if not body:
+        raise ValueError("a comment needs some text")
+    if len(body) > COMMENT_MAX_CHARS:
+        raise ValueError(f"a comment has at most {COMMENT_MAX_CHARS} characters")
+    if (start is None) != (end is None):
+        raise ValueError("a span needs both its start and its end")
+    with transaction.atomic():
+        locked = _locked(trajectory, base_version)
+        if segment_index is not None:
+            _segment(trajectory_segments(locked), segment_index)
+        if start is not None and not 0 <= start < end <= len(locked.text):
+            raise ValueError(f"the span {start}-{end} is not inside the text")
+        return Comment.objects.create(
+            trajectory=locked,
+            author=author,
+            body=body,
+            version=locked.version,
+            segment_index=segment_index,
+            start=start,
+            end=end,
+        )
+
+
+def trajectory_suggest(
+    *,
+    trajectory: Trajectory,
+    decision: str,
+    author,
+    base_version: int,
+    reason: str = "",
+    source: str = "",
+) -> Suggestion:
+    """Pre-annotate: propose approving or rejecting the version a script or judge read. Row lock.
+
+    Never a decision: the review status, the claim and the version stay as they are; the human
+    sees the suggestion in the workbench and decides. A suggestion for an older version is a
+    StaleVersionError, like any write.
+    """
+    if decision not in (ReviewStatus.APPROVED, ReviewStatus.REJECTED):
+        raise ValueError(f"a suggestion approves or rejects, not {decision!r}")
+    with transaction.atomic():
+        locked = _locked(trajectory, base_version)
+        return Suggestion.objects.create(
+            trajectory=locked,
+            author=author,
+            decision=decision,
+            reason=reason.strip(),
+            source=source.strip(),
+            version=locked.version,
+        )
+
+
+def trajectory_suggestion(*, trajectory: Trajectory) -> Suggestion | None:
+    """The latest suggestion (it may be about an older version: compare `version`)."""
+    return (
+        Suggestion.objects.filter(trajectory_id=trajectory.pk)
+        .select_related("author")
+        .order_by("-id")
+        .first()
+    )

@@ -122,6 +122,7 @@ def frozen(curator):
         "/api/datasets/",
         "/api/sft-jobs/",
         "/api/audit-events/",
+        "/api/evaluations/",
     ],
 )
 def test_anonymous_requests_get_401_and_roleless_users_403(url, nobody):
@@ -305,6 +306,7 @@ def test_omitted_sampling_settings_take_the_kinds_defaults(curator):
         ({"hint_config": {"surprise": 1}}, "hint_config"),
         ({"tool_config": {"max_calls": -1}}, "tool_config"),
         ({"tool_config": {"network": True}}, "tool_config"),
+        ({"tool_config": {"run_code": "sometimes"}}, "tool_config"),
         ({"kind": "party"}, "kind"),
         ({"samples_hinted": 0, "samples_plain": 0}, "samples_hinted"),
     ],
@@ -496,6 +498,7 @@ def test_freeze_list_and_read_versions(curator, annotator, frozen):
             "name": "d-seed",
             "kind": "d_seed",
             "description": "",
+            "guidelines": "",
             "created_at": listed[0]["created_at"],
             "latest_version": 1,
         }
@@ -818,3 +821,85 @@ def test_audit_events_are_listed_for_curators_only_and_filtered(curator, annotat
     assert [e["action"] for e in since["results"]] == ["policy_registered"]
     bad = curator.get("/api/audit-events/", {"action": "nope", "since": "yesterday"})
     assert bad.status_code == 400 and sorted(bad.json()) == ["action", "since"]
+
+
+# --- Evaluation ----------------------------------------------------------------------------------
+
+
+def test_the_evaluation_table_as_json_and_csv(annotator):
+    policy = PolicyFactory(name="START")
+    problems = ProblemFactory.create_batch(2, problem_set=ProblemSetFactory(name="aime24"))
+    for k in (0, 2):
+        round_ = RoundFactory(
+            kind=RoundKind.EVAL,
+            policy=policy,
+            samples_hinted=1,
+            samples_plain=0,
+            hint_config={"end_repeats": k},
+        )
+        for index, problem in enumerate(problems):
+            TrajectoryFactory(
+                round=round_,
+                problem=problem,
+                hinted=True,
+                is_correct=index < k,
+                num_tool_calls=k,
+                num_tokens=50,
+            )
+    body = annotator.get("/api/evaluations/").json()
+    assert body["columns"] == ["aime24"]
+    assert [row["setting"]["end_repeats"] for row in body["rows"]] == [0, 2]
+    cell = body["rows"][1]["cells"]["aime24"]
+    assert (cell["correct"], cell["n"], cell["tool_rate"], cell["mean_calls"]) == (2, 2, 1.0, 2.0)
+    assert 0 < cell["ci_low"] < cell["accuracy"] == cell["ci_high"] == 1.0
+    [series] = body["scaling"]
+    assert series["label"] == "START on aime24"
+    assert [p["end_repeats"] for p in series["points"]] == [0, 2]
+
+    csv_body = annotator.get("/api/evaluations/", {"format": "csv"})
+    assert csv_body["Content-Type"].startswith("text/csv")
+    assert csv_body.content.decode().splitlines()[0].startswith("policy,hinted,tools,samples")
+
+    assert annotator.get("/api/evaluations/", {"policy": "nobody"}).status_code == 400
+    other = annotator.get("/api/evaluations/", {"problem_set": ProblemSetFactory().name})
+    assert other.json() == {"columns": [], "rows": [], "scaling": []}
+
+
+def test_launch_an_eval_sweep_over_the_api(curator, annotator, django_capture_on_commit_callbacks):
+    problem_set = ProblemSetFactory(name="held-out")
+    ProblemFactory.create_batch(2, problem_set=problem_set)
+    body = {
+        "name": "tts",
+        "policy": PolicyFactory(name="START").name,
+        "problem_sets": ["held-out"],
+        "end_repeats": [0, 1, 2],
+        "temperature": 0.6,
+    }
+    assert annotator.post("/api/evaluations/sweeps/", body, format="json").status_code == 403
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = curator.post("/api/evaluations/sweeps/", body, format="json")
+    assert response.status_code == 201, response.content
+    rounds = response.json()
+    assert [r["name"] for r in rounds] == ["tts-end0", "tts-end1", "tts-end2"]
+    assert {(r["kind"], r["status"], r["temperature"]) for r in rounds} == {("eval", "queued", 0.6)}
+    assert [r["hint_config"]["end_repeats"] for r in rounds] == [0, 1, 2]
+    assert len(callbacks) == 3
+    again = curator.post("/api/evaluations/sweeps/", body, format="json")
+    assert again.status_code == 409 and "tts-end0" in again.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("missing", "words"),
+    [("policy", "needs a policy"), ("problem_sets", "needs at least one problem set")],
+)
+def test_a_sweep_without_a_policy_or_problem_set_is_a_400_naming_it(curator, missing, words):
+    body = {
+        "name": "tts",
+        "policy": PolicyFactory().name,
+        "problem_sets": [ProblemFactory().problem_set.name],
+    }
+    del body[missing]
+    response = curator.post("/api/evaluations/sweeps/", body, format="json")
+    assert response.status_code == 400
+    assert words in response.json()[missing][0]
+    assert not Round.objects.exists()

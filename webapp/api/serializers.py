@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from curation.bulk import MAX_SELECTION, BulkAction
+from curation.exporting import FORMATS as EXPORT_FORMATS
 from curation.models import (
     AuditAction,
     AuditEvent,
     Candidate,
+    Comment,
     Dataset,
     DatasetVersion,
     Domain,
@@ -22,9 +26,17 @@ from curation.models import (
     Round,
     SFTJob,
     Split,
+    Suggestion,
     Trajectory,
 )
-from curation.services import SettingError, round_create, round_settings, sft_job_config_validate
+from curation.review import trajectory_suggestion
+from curation.services import (
+    RUN_CODE,
+    SettingError,
+    round_create,
+    round_settings,
+    sft_job_config_validate,
+)
 from curation.trajectory import parse, segment_spans
 from webapp.api.schema import sft_config_schema
 
@@ -139,6 +151,12 @@ class ToolConfigSerializer(serializers.Serializer):
     notebook = serializers.BooleanField(
         required=False, help_text="One interpreter session per trajectory, state kept across cells."
     )
+    run_code = serializers.ChoiceField(
+        choices=RUN_CODE,
+        required=False,
+        help_text="Which samples run their code: all (default), hinted (baseline samples run "
+        "none, the paper's greedy base), none (tools off: the QwQ-RFT control).",
+    )
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if isinstance(data, dict) and (unknown := sorted(set(data) - set(self.fields))):
@@ -184,6 +202,7 @@ class RoundSerializer(serializers.ModelSerializer):
             "temperature",
             "top_p",
             "max_tokens",
+            "reviews_required",
             "hint_config",
             "tool_config",
             "status",
@@ -290,6 +309,12 @@ class TrajectoryFilterSerializer(serializers.Serializer):
     )
     min_flags = serializers.IntegerField(required=False, min_value=0)
     max_flags = serializers.IntegerField(required=False, min_value=0)
+    search = serializers.CharField(
+        required=False,
+        max_length=200,
+        help_text='Words of the text or the problem\'s prompt: all of them, "a phrase", '
+        "-excluded, or (Postgres full-text search, stemmed English).",
+    )
 
 
 class TrajectorySerializer(serializers.ModelSerializer):
@@ -314,6 +339,39 @@ class TrajectorySerializer(serializers.ModelSerializer):
         ]
 
 
+class BulkActionSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=[a.value for a in BulkAction])
+    ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1),
+        allow_empty=False,
+        max_length=MAX_SELECTION,
+        help_text="The trajectories to act on.",
+    )
+    reason = serializers.CharField(
+        required=False, allow_blank=True, max_length=1000, help_text="Required to reject."
+    )
+    assignee = serializers.SlugRelatedField(
+        slug_field="username",
+        queryset=get_user_model().objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="reassign: the annotator who gets the leases (none: they are released).",
+    )
+
+
+class BulkResultSerializer(serializers.Serializer):
+    action = serializers.CharField()
+    done = serializers.ListField(child=serializers.IntegerField())
+    skipped = serializers.IntegerField(help_text="held + refused + missing")
+    held = serializers.ListField(
+        child=serializers.IntegerField(), help_text="Skipped: another annotator holds them."
+    )
+    refused = serializers.DictField(
+        child=serializers.CharField(), help_text="Skipped: id -> why a single action is refused."
+    )
+    missing = serializers.ListField(child=serializers.IntegerField())
+
+
 class DecisionSerializer(serializers.Serializer):
     decision = serializers.ChoiceField(choices=ReviewStatus.choices, help_text="pending: reopen.")
     reason = serializers.CharField(
@@ -321,6 +379,83 @@ class DecisionSerializer(serializers.Serializer):
     )
     base_version = serializers.IntegerField(
         min_value=1, help_text="The version the decision is about: a newer one is a 409."
+    )
+
+
+class EditSerializer(serializers.Serializer):
+    segment_index = serializers.IntegerField(min_value=0, help_text="The segment to replace.")
+    text = serializers.CharField(
+        trim_whitespace=False,
+        allow_blank=True,
+        help_text="The segment's whole new text: a code cell's body (without the fences), or "
+        "prose; a hint's new wording.",
+    )
+    rerun = serializers.BooleanField(
+        default=False, help_text="A code cell only: run it and replace its output block."
+    )
+    base_version = serializers.IntegerField(
+        min_value=1, help_text="The version the edit started from: a newer one is a 409."
+    )
+
+
+class CellRunSerializer(serializers.Serializer):
+    segment_index = serializers.IntegerField(min_value=0, help_text="The code cell to run.")
+    following = serializers.BooleanField(
+        default=False, help_text="Also every later cell that has an output."
+    )
+    base_version = serializers.IntegerField(min_value=1)
+
+
+class RenameSerializer(serializers.Serializer):
+    old = serializers.CharField(max_length=200)
+    new = serializers.CharField(max_length=200)
+    in_text = serializers.BooleanField(
+        default=False, help_text="Also in strings and comments of the code."
+    )
+    base_version = serializers.IntegerField(min_value=1)
+
+
+class CommentSerializer(serializers.ModelSerializer):
+    author = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Comment
+        fields = ["id", "author", "created_at", "body", "version", "segment_index", "start", "end"]
+
+
+class CommentCreateSerializer(serializers.Serializer):
+    body = serializers.CharField(max_length=10_000, help_text="Markdown, rendered sanitised.")
+    segment_index = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, help_text="On this segment (a cell)."
+    )
+    start = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+    end = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, help_text="With `start`: a span of the text."
+    )
+    base_version = serializers.IntegerField(
+        min_value=1, help_text="The version the comment is about: a newer one is a 409."
+    )
+
+
+class SuggestionSerializer(serializers.ModelSerializer):
+    author = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Suggestion
+        fields = ["id", "author", "created_at", "decision", "reason", "source", "version"]
+
+
+class SuggestSerializer(serializers.Serializer):
+    decision = serializers.ChoiceField(
+        choices=[ReviewStatus.APPROVED, ReviewStatus.REJECTED],
+        help_text="What the script or judge proposes; the human decides.",
+    )
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
+    source = serializers.CharField(
+        required=False, allow_blank=True, max_length=200, help_text="E.g. the judge model."
+    )
+    base_version = serializers.IntegerField(
+        min_value=1, help_text="The version that was judged: a newer one is a 409."
     )
 
 
@@ -348,6 +483,10 @@ class TrajectoryDetailSerializer(TrajectorySerializer):
     segments = serializers.SerializerMethodField()
     score = serializers.SerializerMethodField()
     flags = FlagSerializer(many=True, read_only=True)
+    suggestion = serializers.SerializerMethodField(
+        help_text="The latest pre-annotation (its `version` may be older than the trajectory's)."
+    )
+    comments = CommentSerializer(many=True, read_only=True)
 
     class Meta(TrajectorySerializer.Meta):
         fields = [
@@ -362,6 +501,8 @@ class TrajectoryDetailSerializer(TrajectorySerializer):
             "segments",
             "score",
             "flags",
+            "suggestion",
+            "comments",
         ]
 
     @extend_schema_field(SegmentSerializer(many=True))
@@ -373,6 +514,11 @@ class TrajectoryDetailSerializer(TrajectorySerializer):
                 zip(segments, segment_spans(segments), strict=True)
             )
         ]
+
+    @extend_schema_field(SuggestionSerializer(allow_null=True))
+    def get_suggestion(self, trajectory: Trajectory) -> dict[str, Any] | None:
+        suggestion = trajectory_suggestion(trajectory=trajectory)
+        return SuggestionSerializer(suggestion).data if suggestion else None
 
     @extend_schema_field(ScoreSerializer)
     def get_score(self, trajectory: Trajectory) -> dict[str, Any]:
@@ -391,7 +537,7 @@ class DatasetSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Dataset
-        fields = ["name", "kind", "description", "created_at", "latest_version"]
+        fields = ["name", "kind", "description", "guidelines", "created_at", "latest_version"]
 
 
 class DatasetVersionSerializer(serializers.ModelSerializer):
@@ -434,9 +580,7 @@ class DiffSerializer(serializers.Serializer):
 
 
 class ExportQuerySerializer(serializers.Serializer):
-    format = serializers.ChoiceField(
-        choices=["messages", "prompt_completion", "parquet"], default="messages"
-    )
+    format = serializers.ChoiceField(choices=EXPORT_FORMATS, default="messages")
 
 
 class DiffQuerySerializer(serializers.Serializer):

@@ -8,7 +8,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
-from webapp.api import views
+from webapp.api import evaluations, teams, views
 
 router = DefaultRouter()
 router.register("problem-sets", views.ProblemSetViewSet, basename="problemset")
@@ -19,12 +19,16 @@ router.register("trajectories", views.TrajectoryViewSet, basename="trajectory")
 router.register("datasets", views.DatasetViewSet, basename="dataset")
 router.register("sft-jobs", views.SFTJobViewSet, basename="sftjob")
 router.register("audit-events", views.AuditEventViewSet, basename="auditevent")
+router.register("evaluations", evaluations.EvaluationViewSet, basename="evaluation")
+router.register("assignments", teams.AssignmentViewSet, basename="assignment")
+router.register("agreement", teams.AgreementViewSet, basename="agreement")
 
 versions = views.DatasetVersionViewSet
 version_paths = [
     path("", versions.as_view({"get": "list", "post": "create"}), name="datasetversion-list"),
     path("<int:number>/", versions.as_view({"get": "retrieve"}), name="datasetversion-detail"),
     path("<int:number>/diff/", versions.as_view({"get": "diff"}), name="datasetversion-diff"),
+    path("<int:number>/card/", versions.as_view({"get": "card"}), name="datasetversion-card"),
     # The URL has no trailing slash; a redirect would lose curl users, so take both.
     re_path(
         r"^(?P<number>[0-9]+)/export/?$",

@@ -7,7 +7,9 @@ unexpected error is a 500 without a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
@@ -42,17 +44,19 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from curation import selectors
+from curation import bulk, review, selectors
 from curation.datasets import (
     dataset_version_diff,
     dataset_version_freeze,
     select_seed_candidates,
     select_start_candidates,
 )
-from curation.exporting import Export
+from curation.exporting import FORMATS as EXPORT_FORMATS
+from curation.exporting import Export, dataset_card
 from curation.importing import contains_nul, problem_set_import_upload
 from curation.models import (
     AuditEvent,
+    Comment,
     Dataset,
     DatasetVersion,
     Flag,
@@ -139,6 +143,24 @@ class ApiViewSet(viewsets.GenericViewSet):
         serializer = serializer_class(data=params)
         serializer.is_valid(raise_exception=True)
         return serializer.validated_data
+
+
+class SandboxUnavailable(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The sandbox could not run the cell."
+    default_code = "sandbox_unavailable"
+
+
+@contextlib.contextmanager
+def _field_errors(field: str) -> Iterator[None]:
+    """The domain's refusals of bad input (ValueError) as a 400 naming `field`; a sandbox that
+    could not run a cell as a 503. Conflicts pass through to the handler (409)."""
+    try:
+        yield
+    except review.RunFailed as exc:
+        raise SandboxUnavailable(str(exc)) from None
+    except ValueError as exc:
+        raise serializers.ValidationError({field: [str(exc)]}) from None
 
 
 @csrf_exempt  # it changes nothing; a POST to a wrong URL gets this JSON 404, not a CSRF page
@@ -345,6 +367,13 @@ class TrajectoryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiVie
         "list": "view_trajectory",
         "retrieve": "view_trajectory",
         "decide": "review_trajectory",
+        "bulk": "bulk_review_trajectory",
+        "edit": "change_trajectory",
+        "rerun": "change_trajectory",
+        "rename": "change_trajectory",
+        "comments": "view_comment",
+        "add_comment": "add_comment",
+        "suggest": "add_suggestion",
     }
 
     def get_serializer_class(self) -> type[serializers.Serializer]:
@@ -370,10 +399,167 @@ class TrajectoryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiVie
             raise serializers.ValidationError({"reason": [str(exc)]}) from None
         return Response(s.TrajectorySerializer(trajectory).data)
 
+    # The write API: the workbench's services, with the version each write started from. A
+    # stale version or another annotator's live claim is a 409 and changes nothing; bad input
+    # is a 400 naming the field; a sandbox that cannot run a cell is a 503.
+
+    @extend_schema(
+        request=s.EditSerializer,
+        responses={200: s.TrajectorySerializer, 409: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT},
+    )
+    @action(detail=True, methods=["post"])
+    def edit(self, request: Request, pk: str) -> Response:
+        """Replace a segment's text: a code cell's body (with `rerun`, run it and replace its
+        output), or prose, or a hint's wording (rephrased)."""
+        data = self._valid(s.EditSerializer)
+        trajectory = get_object_or_404(Trajectory, pk=pk)
+        segments = review.trajectory_segments(trajectory)
+        index = data["segment_index"]
+        is_code = 0 <= index < len(segments) and segments[index].kind == "code"
+        if data["rerun"] and not is_code:
+            raise serializers.ValidationError({"rerun": ["only a code cell runs"]})
+        with _field_errors("segment_index"):
+            if is_code:
+                result = review.trajectory_edit_code(
+                    trajectory=trajectory,
+                    segment_index=index,
+                    code=data["text"],
+                    rerun=data["rerun"],
+                    author=request.user,
+                    base_version=data["base_version"],
+                )
+            else:
+                result = review.trajectory_edit_segment(
+                    trajectory=trajectory,
+                    segment_index=index,
+                    text=data["text"],
+                    author=request.user,
+                    base_version=data["base_version"],
+                )
+        return Response(s.TrajectorySerializer(result.trajectory).data)
+
+    @extend_schema(
+        request=s.CellRunSerializer,
+        responses={200: s.TrajectorySerializer, 409: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT},
+    )
+    @action(detail=True, methods=["post"])
+    def rerun(self, request: Request, pk: str) -> Response:
+        """Run a code cell again (with `following`, every later executed cell too) and replace
+        its output block with the sandbox's."""
+        data = self._valid(s.CellRunSerializer)
+        with _field_errors("segment_index"):
+            result = review.trajectory_rerun_cell(
+                trajectory=get_object_or_404(Trajectory, pk=pk),
+                segment_index=data["segment_index"],
+                following=data["following"],
+                author=request.user,
+                base_version=data["base_version"],
+            )
+        return Response(s.TrajectorySerializer(result.trajectory).data)
+
+    @extend_schema(
+        request=s.RenameSerializer,
+        responses={200: s.TrajectorySerializer, 409: OpenApiTypes.OBJECT},
+    )
+    @action(detail=True, methods=["post"])
+    def rename(self, request: Request, pk: str) -> Response:
+        """Rename an identifier in every code cell (outputs they printed become stale)."""
+        data = self._valid(s.RenameSerializer)
+        with _field_errors("new"):
+            result = review.trajectory_rename_identifier(
+                trajectory=get_object_or_404(Trajectory, pk=pk),
+                old=data["old"],
+                new=data["new"],
+                in_text=data["in_text"],
+                author=request.user,
+                base_version=data["base_version"],
+            )
+        return Response(s.TrajectorySerializer(result.trajectory).data)
+
+    @extend_schema(responses=s.CommentSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def comments(self, request: Request, pk: str) -> Response:
+        """Comments on the trajectory, oldest first, each with the version it was written on."""
+        trajectory = get_object_or_404(Trajectory, pk=pk)
+        rows = Comment.objects.filter(trajectory=trajectory).select_related("author")
+        return Response(s.CommentSerializer(rows.order_by("id"), many=True).data)
+
+    @extend_schema(
+        request=s.CommentCreateSerializer,
+        responses={201: s.CommentSerializer, 409: OpenApiTypes.OBJECT},
+    )
+    @comments.mapping.post
+    def add_comment(self, request: Request, pk: str) -> Response:
+        """Comment on the trajectory, on a segment (`segment_index`) or a span (`start`, `end`)
+        of the version `base_version`. Markdown; it is rendered sanitised."""
+        data = self._valid(s.CommentCreateSerializer)
+        with _field_errors(api_settings.NON_FIELD_ERRORS_KEY):
+            comment = review.trajectory_comment(
+                trajectory=get_object_or_404(Trajectory, pk=pk), author=request.user, **data
+            )
+        return Response(s.CommentSerializer(comment).data, status=201)
+
+    @extend_schema(
+        request=s.SuggestSerializer,
+        responses={201: s.SuggestionSerializer, 409: OpenApiTypes.OBJECT},
+    )
+    @action(detail=True, methods=["post"])
+    def suggest(self, request: Request, pk: str) -> Response:
+        """Pre-annotate (scripts, LLM judges): propose approving or rejecting this version. The
+        annotator sees it in the workbench; the review status does not change."""
+        data = self._valid(s.SuggestSerializer)
+        suggestion = review.trajectory_suggest(
+            trajectory=get_object_or_404(Trajectory, pk=pk), author=request.user, **data
+        )
+        return Response(s.SuggestionSerializer(suggestion).data, status=201)
+
+    def _valid(self, serializer_class: type[serializers.Serializer]) -> dict[str, Any]:
+        form = serializer_class(data=self.request.data)
+        form.is_valid(raise_exception=True)
+        return form.validated_data
+
+    @extend_schema(
+        request=s.BulkActionSerializer,
+        responses={200: s.BulkResultSerializer, 400: OpenApiTypes.OBJECT},
+    )
+    @action(detail=False, methods=["post"])
+    def bulk(self, request: Request) -> Response:
+        """Curators: approve, reject (with a reason), reassign (release the leases, or lease
+        them to `assignee`) or re-score the trajectories `ids`, in one transaction, each with
+        the revision a single action writes. Items another annotator holds are skipped (but
+        freed by a reassignment), and so are those a single action would refuse: the answer
+        lists both."""
+        form = s.BulkActionSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        try:
+            result = bulk.trajectories_bulk_act(
+                action=data["action"],
+                trajectory_ids=data["ids"],
+                reason=data.get("reason", ""),
+                assignee=data.get("assignee"),
+                user=request.user,
+            )
+        except ValueError as exc:
+            raise serializers.ValidationError({"detail": [str(exc)]}) from None
+        return Response(
+            s.BulkResultSerializer(
+                {
+                    "action": result.action,
+                    "done": result.done,
+                    "skipped": result.skipped,
+                    "held": result.held,
+                    "refused": {str(pk): why for pk, why in result.refused.items()},
+                    "missing": result.missing,
+                }
+            ).data
+        )
+
     def get_queryset(self) -> QuerySet[Trajectory]:
         if self.action == "retrieve":
             return Trajectory.objects.prefetch_related(
-                Prefetch("flags", queryset=Flag.objects.order_by("start", "id"))
+                Prefetch("flags", queryset=Flag.objects.order_by("start", "id")),
+                Prefetch("comments", queryset=Comment.objects.select_related("author")),
             )
         trajectories = Trajectory.objects.defer("text", "original_text").order_by("id")
         filters = self.query(s.TrajectoryFilterSerializer)
@@ -383,8 +569,12 @@ class TrajectoryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiVie
             status=filters.get("review_status", ""),
             correct=s.CORRECTNESS_PARAM.get(filters.get("is_correct"), ""),
             flag=filters.get("flag", ""),
+            search=filters.get("search", ""),
         )
-        trajectories = selectors.trajectories_filtered(trajectories, filters=shared)
+        try:
+            trajectories = selectors.trajectories_filtered(trajectories, filters=shared)
+        except selectors.SearchError as exc:
+            raise serializers.ValidationError({"search": [str(exc)]}) from None
         for name in ("problem", "finish_reason"):
             if name in filters:
                 trajectories = trajectories.filter(**{name: filters[name]})
@@ -451,6 +641,7 @@ class DatasetVersionViewSet(mixins.ListModelMixin, ApiViewSet):
         "retrieve": "view_datasetversion",
         "diff": "view_datasetversion",
         "export": "view_datasetversion",
+        "card": "view_datasetversion",
         "create": "add_datasetversion",
     }
 
@@ -514,14 +705,30 @@ class DatasetVersionViewSet(mixins.ListModelMixin, ApiViewSet):
         return Response({"old": old.number, "new": new.number, **diff})
 
     @extend_schema(
+        responses={(200, "text/markdown"): OpenApiTypes.STR, 404: OpenApiTypes.OBJECT},
+    )
+    @action(detail=True, methods=["get"])
+    def card(self, request: Request, dataset_name: str, number: str) -> HttpResponse:
+        """The version's dataset card (README.md with Hugging Face YAML metadata: source
+        rounds, rules, funnel, content hash, licence), for the layout `export_dataset
+        --output-dir` writes."""
+        version = self.version(number)
+        return HttpResponse(
+            dataset_card(version=version), content_type="text/markdown; charset=utf-8"
+        )
+
+    @extend_schema(
         parameters=[
             OpenApiParameter(
                 "format",
                 str,
-                enum=["messages", "prompt_completion", "parquet"],
+                enum=[*EXPORT_FORMATS],
                 default="messages",
                 description="messages: TRL conversational JSONL; prompt_completion: TRL "
-                "conversational prompt/completion JSONL; parquet: the messages layout in Parquet.",
+                "conversational prompt/completion JSONL; parquet: the messages layout in Parquet; "
+                "preference: TRL conversational preference pairs (prompt, chosen, rejected) in "
+                "JSONL, the fixes over the generated texts and approved over rejected "
+                "trajectories of one problem; preference_parquet: the same in Parquet.",
             )
         ],
         responses={

@@ -3,14 +3,16 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from curation.exporting import FORMATS, Export
+from curation.exporting import FORMATS, Export, export_folder
 from curation.models import DatasetVersion
 
 
 class Command(BaseCommand):
     help = (
-        "Export a frozen dataset version as JSONL (TRL's messages or prompt/completion format) "
-        "or Parquet, streamed in constant memory, to a file or standard output."
+        "Export a frozen dataset version as JSONL (TRL's messages or prompt/completion format), "
+        "Parquet, or its preference pairs (TRL's preference format), streamed in constant "
+        "memory, to a file or standard output; or, with --output-dir, a Hugging Face folder "
+        "(the rows, the pairs and a README.md dataset card) that `datasets.load_dataset` reads."
     )
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs):
@@ -24,8 +26,24 @@ class Command(BaseCommand):
         )
         parser.add_argument("--format", choices=FORMATS, default="messages")
         parser.add_argument("--output", type=Path, help="File to write (default: standard output).")
+        parser.add_argument(
+            "--output-dir",
+            type=Path,
+            help="Write the Hugging Face layout to this new or empty folder instead: "
+            "sft/train.*, preference/train.* and README.md (--format is not used).",
+        )
+        parser.add_argument(
+            "--file-type", choices=["jsonl", "parquet"], default="jsonl", help="With --output-dir."
+        )
+        parser.add_argument(
+            "--license",
+            default="unknown",
+            help="The card's license field (a Hugging Face licence id), with --output-dir.",
+        )
 
-    def handle(self, *args, name, number, format, output, **options) -> None:
+    def handle(
+        self, *args, name, number, format, output, output_dir, file_type, license, **options
+    ) -> None:
         versions = DatasetVersion.objects.filter(dataset__name=name).select_related("dataset")
         version = (
             versions.filter(number=number).first()
@@ -35,6 +53,18 @@ class Command(BaseCommand):
         if version is None:
             which = f"version {number}" if number else "versions"
             raise CommandError(f"dataset {name!r} has no {which}")
+        if output_dir is not None:
+            if output is not None:
+                raise CommandError("give --output or --output-dir, not both")
+            try:
+                written = export_folder(
+                    version=version, folder=output_dir, file_type=file_type, license=license
+                )
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
+            for path in written.values():
+                self.stderr.write(str(path))
+            return
         export = Export(version, format)
         if output is None:
             for chunk in export.chunks():
