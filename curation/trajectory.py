@@ -115,10 +115,13 @@ def parse(text: str, *, hints: Iterable[str] = ()) -> list[Segment]:
     (workbench, API, export) sees the same segments. A text may hold ``{testcase}``, matched as
     a wildcard. Hints are only recognised before ``</think>``.
     """
-    scanner = _scanner(tuple(hints))
+    return _scan(text, _scanner(tuple(hints)), prose_kind="think", pos=0)
+
+
+def _scan(text: str, scanner: re.Pattern[str], *, prose_kind: str, pos: int) -> list[Segment]:
+    """``parse``'s loop: prose starts at 0 as ``prose_kind``; no event starts before ``pos``."""
     segments: list[Segment] = []
-    prose_kind = "think"
-    prose_start = pos = 0
+    prose_start = 0
 
     def flush_prose(end: int) -> None:
         if end > prose_start:
@@ -156,6 +159,53 @@ def parse(text: str, *, hints: Iterable[str] = ()) -> list[Segment]:
             prose_start = pos = end
     flush_prose(len(text))
     return segments
+
+
+# The longest event marker without its optional blanks: a marker a prose segment's end cut in two
+# starts at most this many characters before the end.
+_LONGEST_MARKER = max(len(CODE_FENCE), len(OUTPUT_FENCE), len(THINK_END))
+
+
+class SegmentBuilder:
+    """``parse(text)`` (no hints) kept up to date as text is appended.
+
+    Only the last segment can change when text is appended (and an open block that turns out to
+    be prose joins the prose before it): that is scanned again with what was appended, prose
+    only from where a marker cut by its end could start (a whole marker inside it would have
+    ended it). The rollout keeps its segments this way instead of parsing the whole completion
+    at every stop, which made a trajectory's parsing cost grow with the square of its length.
+    """
+
+    def __init__(self) -> None:
+        self.segments: list[Segment] = []
+        self._scanner = _scanner(())
+        # Whether a segment before the last one holds the end-of-thinking marker: prose after it
+        # is "answer".
+        self._answer_before_last = False
+
+    @property
+    def last(self) -> Segment | None:
+        return self.segments[-1] if self.segments else None
+
+    def append(self, text: str) -> None:
+        if not text:
+            return
+        head, kind, prose = "", ("answer" if self._answer_before_last else "think"), 0
+        last = self.segments.pop() if self.segments else None
+        if last is not None and last.kind not in PROSE_KINDS:
+            # An open block can turn out to be prose ("```python" then "ic"): it then joins the
+            # prose before it, so that is scanned again too.
+            if self.segments and self.segments[-1].kind in PROSE_KINDS:
+                previous = self.segments.pop()
+                head, kind, prose = previous.text, previous.kind, len(previous.text)
+            head += last.text
+        elif last is not None:
+            head, kind, prose = last.text, last.kind, len(last.text)
+        pos = max(0, prose - _LONGEST_MARKER + 1)
+        new = _scan(head + text, self._scanner, prose_kind=kind, pos=pos)
+        for segment in new[:-1]:
+            self._answer_before_last = self._answer_before_last or segment.kind == "answer"
+        self.segments.extend(new)
 
 
 def render(segments: Iterable[Segment]) -> str:

@@ -40,7 +40,14 @@ from typing import Any, Protocol
 
 from curation.hints import HintConfig, end_hint_allowed, hint_text, pick_hint
 from curation.hints import should_insert_at_conjunction as _insert_at_conjunction
-from curation.trajectory import CLOSE_FENCE, OUTPUT_FENCE, THINK_END, output_block, parse
+from curation.trajectory import (
+    CLOSE_FENCE,
+    OUTPUT_FENCE,
+    THINK_END,
+    Segment,
+    SegmentBuilder,
+    output_block,
+)
 from workers.engines.base import (
     Engine,
     EngineError,
@@ -97,6 +104,8 @@ class ToolConfig:
     runner: ToolRunner
     max_calls: int = 6  # the paper's cap; a round passes its HintConfig.max_tool_calls here
     notebook: bool = False
+    # False: baseline samples (no hint config) run no code, as the paper's greedy base
+    plain_samples: bool = True
     limit_notice: str = (
         "Tool-call limit ({max_calls}) reached: the code above was not run. "
         "Continue without running more code."
@@ -159,15 +168,19 @@ class RolloutResult:
     generation_s: float = 0.0
     tool_s: float = 0.0
     wall_s: float = 0.0
+    # The text's segments (``curation.trajectory.parse`` without hints), kept as text is appended,
+    # and the time spent keeping them.
+    segments: list[Segment] = field(default_factory=list)
+    parse_s: float = 0.0
 
     @property
     def resumed_requests(self) -> list[Request]:
         return self.requests[1:]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready figures (the completion ids left out)."""
+        """JSON-ready figures (the completion ids and segments left out)."""
         data = asdict(self)
-        del data["completion_ids"]
+        del data["completion_ids"], data["segments"]
         return data
 
 
@@ -273,6 +286,9 @@ class RolloutState:
         self.rogue_fences = 0
         self.word_goes_on = False  # the last stop matched inside a longer word
         self.previous_tokens: list[int] = []
+        self._segments = SegmentBuilder()
+        self.result.segments = self._segments.segments
+        self._thinking = True
 
     @classmethod
     def start(
@@ -296,6 +312,8 @@ class RolloutState:
             hint_config.validate()
         if prompt_ids is None:
             prompt_ids = _encode(engine.tokenizer, prompt or "")
+        if tools is not None and hint_config is None and not tools.plain_samples:
+            tools = None
         if session is None and tools is not None and tools.notebook:
             session = uuid.uuid4().hex
         return cls(
@@ -329,15 +347,21 @@ class RolloutState:
         return self.result.text
 
     def thinking(self) -> bool:
-        return THINK_END not in self.text
-
-    def _last_segment(self) -> Any:
-        segments = parse(self.text, hints=())
-        return segments[-1] if segments else None
+        return self._thinking
 
     def in_open_code(self) -> bool:
-        last = self._last_segment()
+        last = self._segments.last
         return last is not None and last.kind == "code" and not last.closed
+
+    def _extend(self, text: str, ids: list[int]) -> None:
+        """Append to the completion: its text, its ids and its segments."""
+        if self._thinking and THINK_END in self.text[-len(THINK_END) + 1 :] + text:
+            self._thinking = False
+        self.result.text += text
+        self.result.completion_ids += ids
+        started = time.perf_counter()
+        self._segments.append(text)
+        self.result.parse_s += time.perf_counter() - started
 
     def _append(self, *pieces: str) -> tuple[int, int]:
         """Append the rollout's own text (hints, output blocks, notices), all or nothing.
@@ -350,8 +374,7 @@ class RolloutState:
             raise _OutOfBudget
         for piece, ids in zip(pieces, encoded, strict=True):
             start = len(self.result.text)
-            self.result.text += piece
-            self.result.completion_ids += ids
+            self._extend(piece, ids)
             self.result.appended_tokens += len(ids)
         return start, len(self.result.text)
 
@@ -414,15 +437,14 @@ class RolloutState:
         if over > 0:  # re-tokenized text can take more ids than the engine generated
             ids = ids[: len(ids) - over]
             text = _decode(self.tokenizer, ids)
-        self.result.text += text
-        self.result.completion_ids += ids
+        self._extend(text, ids)
         if over > 0:
             raise _OutOfBudget
 
     # -- actions at a stop ------------------------------------------------------------------
     def pending_code(self) -> str | None:
         """The body of a python block closed at the very end of the text, if any."""
-        last = self._last_segment()  # segments partition the text: the last one ends it
+        last = self._segments.last  # segments partition the text: the last one ends it
         if last is not None and last.kind == "code" and last.closed:
             return last.body
         return None

@@ -10,6 +10,7 @@ from curation.trajectory import (
     KINDS,
     THINK_END,
     Segment,
+    SegmentBuilder,
     answer_start,
     code_cells,
     loss_mask_spans,
@@ -211,3 +212,32 @@ def test_render_parse_roundtrip_arbitrary_text(text):
 @given(st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=8)), max_size=30))
 def test_render_parse_roundtrip_realistic_pieces(pieces):
     check_invariants("".join(pieces))
+
+
+def built_in_chunks(chunks: list[str]) -> list[Segment]:
+    builder = SegmentBuilder()
+    for chunk in chunks:
+        builder.append(chunk)
+    return builder.segments
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=8)), max_size=30))
+def test_segments_built_as_text_is_appended_equal_a_parse_of_the_whole(pieces):
+    # Appended piece by piece (markers and blocks cut anywhere between appends), the segments
+    # are always those of parsing the whole text so far, without hints, as the rollout uses them.
+    builder = SegmentBuilder()
+    text = ""
+    for piece in pieces:
+        builder.append(piece)
+        text += piece
+        assert builder.segments == parse(text)
+        assert builder.last == (builder.segments[-1] if builder.segments else None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="`python\n</think>out ", max_size=60), st.data())
+def test_segments_built_from_any_split_of_marker_characters_equal_a_parse(text, data):
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=8)))
+    chunks = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+    assert built_in_chunks(chunks) == parse(text)

@@ -97,6 +97,8 @@ def check_invariants(
     text = result.text
     assert result.finish_reason in FINISH_REASONS
     assert render(parse(text)) == text
+    # The segments the rollout kept as it appended are those of parsing the final text.
+    assert result.segments == parse(text)
     # The ids the next resume would send decode to exactly the text (prefix-cache resumes).
     assert tokenizer.decode(result.completion_ids, skip_special_tokens=False) == text
     # The budget holds for everything in the completion: generated and appended alike.
@@ -688,3 +690,16 @@ def test_a_conjunction_matched_inside_a_longer_word_gets_no_hint(loop, tokenizer
     assert result.text.startswith("<think>\nWaiting is over. Wait, ")
     (hint,) = result.hints  # the real "Wait" got it
     assert result.text[: hint.start].endswith("Waiting is over. Wait, ")
+
+
+def test_plain_samples_run_no_code_when_only_hinted_samples_may(loop, tokenizer):
+    # The paper's greedy base in a seed round: a baseline sample's code is text, nothing runs it.
+    script = ["<think>\n```python\nprint(2 + 3)\n```\nSo 5.\n</think> \\boxed{5}"]
+    plain, engine = scripted(loop, tokenizer, script, tools=tools(plain_samples=False))
+    assert plain.tool_calls == [] and "```output" not in plain.text and len(engine.prompts) == 1
+    script = ["<think>\n```python\nprint(2 + 3)\n```\n", "So 5.\n</think> \\boxed{5}"]
+    config = HintConfig(conjunction_probability=0.0, end_of_thinking=False)
+    hinted, _ = scripted(
+        loop, tokenizer, script, tools=tools(plain_samples=False), hint_config=config
+    )
+    assert [c.output for c in hinted.tool_calls] == ["5"]
