@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+import re
+import statistics
 from collections import defaultdict
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
-from django.db import connection
+from django.contrib.postgres.search import SearchQuery
+from django.db import connection, connections
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from curation.evaluation import Table, build_table
+from curation.evaluation import Cell, Record, Table, build_table, setting_of
 from curation.models import (
+    SEARCH_CONFIG,
+    Assignment,
     ChunkStatus,
+    Dataset,
+    DatasetKind,
     Flag,
+    Problem,
+    QueueCount,
+    Review,
     ReviewStatus,
     Revision,
     Round,
@@ -65,30 +78,59 @@ def round_progress(*, round: Round) -> dict[str, Any]:
     }
 
 
-# --- Evaluation (issue: the paper's comparison table) -------------------------------------------
+# --- Evaluation (the paper's comparison table and its test-time scaling figure) -----------------
 
 
-def evaluation_table(*, rounds=None) -> Table:
-    """pass@1 per (policy, with or without test-time hints) and problem set, over eval rounds.
+CELL_COUNTS = ("correct", "n", "tool_used", "calls", "tokens", "unscored")
 
-    An unscored sample counts as wrong. Rows follow the order the policies were registered in.
+
+def evaluation_table(*, rounds=None, policies=None, problem_sets=None) -> Table:
+    """pass@1, tool use, calls and tokens per (policy, setting) and problem set, over eval
+    rounds (all of them by default), optionally only those of `policies` and only the columns
+    of `problem_sets`. A round's hinted and plain samples are two settings;
+    rounds of one setting add up, rounds of unlike settings are separate rows. An unscored
+    sample counts as not correct. Rows follow the order the policies were registered in,
+    plain before hinted.
     """
     rounds = rounds if rounds is not None else Round.objects.filter(kind=RoundKind.EVAL)
-    rows = (
-        Trajectory.objects.filter(round__in=rounds)
-        .values("round__policy__name", "round__policy_id", "hinted", "problem__problem_set__name")
-        .annotate(correct=Count("id", filter=Q(is_correct=True)), n=Count("id"))
-        .order_by("round__policy_id", "hinted", "problem__problem_set__name")
-    )
-    return build_table(
-        (
-            row["round__policy__name"] + (" + Hint-infer" if row["hinted"] else ""),
-            row["problem__problem_set__name"],
-            row["correct"],
-            row["n"],
+    trajectories = Trajectory.objects.filter(round__in=rounds)
+    if policies:
+        trajectories = trajectories.filter(round__policy__in=policies)
+    if problem_sets:
+        trajectories = trajectories.filter(problem__problem_set__in=problem_sets)
+    groups = (
+        trajectories.values("round_id", "hinted", "problem__problem_set__name")
+        .annotate(
+            correct=Count("id", filter=Q(is_correct=True)),
+            n=Count("id"),
+            tool_used=Count("id", filter=Q(num_tool_calls__gte=1)),
+            calls=Coalesce(Sum("num_tool_calls"), 0),
+            tokens=Coalesce(Sum("num_tokens"), 0),
+            unscored=Count("id", filter=Q(is_correct__isnull=True)),
         )
-        for row in rows
+        .order_by()
     )
+    groups = list(groups)
+    by_id = Round.objects.select_related("policy").in_bulk({g["round_id"] for g in groups})
+    records = []
+    for group in groups:
+        round_ = by_id[group["round_id"]]
+        hinted = group["hinted"]
+        setting = setting_of(
+            hinted=hinted,
+            samples=round_.samples_hinted if hinted else round_.samples_plain,
+            temperature=round_.temperature,
+            top_p=round_.top_p,
+            max_tokens=round_.max_tokens,
+            hint_config=round_.hint_config,
+            tool_config=round_.tool_config,
+        )
+        cell = Cell(**{name: group[name] for name in CELL_COUNTS})
+        column = group["problem__problem_set__name"]
+        record = Record(round_.policy.name, setting, column, round_.name, cell)
+        records.append(((round_.policy_id, hinted, round_.created_at, round_.pk), record))
+    records.sort(key=lambda pair: (pair[0], pair[1].column))
+    return build_table(record for _, record in records)
 
 
 # --- The review queue and review progress (the annotators' workbench) ---------------------------
@@ -123,6 +165,7 @@ class QueueFilters:
     status: str = ReviewStatus.PENDING  # "" any status
     correct: str = ""  # a CORRECTNESS key
     flag: str = ""  # a flag kind
+    search: str = ""  # words of the text or the problem's prompt (`trajectories_search`)
     sort: str = "oldest"
 
     def _matches(self, facet: str, value: Any) -> bool:
@@ -159,7 +202,76 @@ def trajectories_filtered(
         qs = qs.filter(is_correct__isnull=True) if wanted is None else qs.filter(is_correct=wanted)
     if filters.flag and "flag" not in without:
         qs = qs.filter(Exists(Flag.objects.filter(trajectory_id=OuterRef("pk"), kind=filters.flag)))
+    if filters.search:
+        qs = trajectories_search(qs, query=filters.search)
     return qs
+
+
+# --- Search -----------------------------------------------------------------------------------
+
+SEARCH_MAX_CHARS = 200
+
+
+class SearchError(ValueError):
+    """A search that cannot select anything as written (the message says why)."""
+
+
+def trajectories_search(qs: TrajectoryQuerySet, *, query: str) -> TrajectoryQuerySet:
+    """`qs` narrowed to trajectories whose text, or whose problem's prompt, matches `query`, in
+    the syntax of web search engines: words (all of them), "a phrase", -excluded, or.
+
+    Postgres: full-text search (stemmed English, the GIN-indexed `search_vector` columns); the
+    matching problems are fetched first, so that the trajectory query is a BitmapOr of two index
+    scans instead of a join. SQLite (the demo): case-insensitive substrings, `search_like`.
+    """
+    query = query.strip()
+    if not query:
+        return qs
+    if len(query) > SEARCH_MAX_CHARS:
+        raise SearchError(f"a search has at most {SEARCH_MAX_CHARS} characters")
+    if connections[qs.db].vendor != "postgresql":
+        return search_like(qs, query=query)
+    tsquery = SearchQuery(query, search_type="websearch", config=SEARCH_CONFIG)
+    with connections[qs.db].cursor() as cursor:
+        cursor.execute("SELECT numnode(websearch_to_tsquery(%s, %s))", [SEARCH_CONFIG, query])
+        if cursor.fetchone()[0] == 0:
+            raise SearchError(
+                f"“{query}” has no words to search for (very common words are ignored)"
+            )
+    problems = list(Problem.objects.filter(search_vector=tsquery).values_list("pk", flat=True))
+    return qs.filter(Q(search_vector=tsquery) | Q(problem_id__in=problems))
+
+
+_SEARCH_TOKEN = re.compile(r'(-)?"([^"]*)"?|(\S+)')
+
+
+def search_like(qs: TrajectoryQuerySet, *, query: str) -> TrajectoryQuerySet:
+    """The search without full text (the demo's SQLite): each word or "phrase" must occur in
+    the text or the prompt (case-insensitive, unstemmed), a -word must not; `or` separates
+    alternatives."""
+    alternatives: list[Q] = []
+    current = Q()
+    for match in _SEARCH_TOKEN.finditer(query):
+        negated, phrase, word = match.groups()
+        if word is not None and word.lower() == "or":
+            alternatives.append(current)
+            current = Q()
+            continue
+        if word is not None and word.startswith("-") and len(word) > 1:
+            negated, word = "-", word[1:]
+        term = (phrase if phrase is not None else word).strip()
+        if not term:
+            continue
+        hit = Q(text__icontains=term) | Q(problem__prompt__icontains=term)
+        current &= ~hit if negated else hit
+    alternatives.append(current)
+    terms = [alternative for alternative in alternatives if alternative]
+    if not terms:
+        raise SearchError(f"“{query}” has no words to search for")
+    condition = terms[0]
+    for alternative in terms[1:]:
+        condition |= alternative
+    return qs.filter(condition)
 
 
 @dataclass
@@ -168,31 +280,86 @@ class QueueFacets:
     counts: dict[str, dict[Any, int]]  # facet -> value -> rows matching the other filters
 
 
-def queue_facets(*, filters: QueueFilters) -> QueueFacets:
-    """Counts per filter value, each under the other filters, from two grouped queries.
+# Why the counts come from a table: grouping the candidates by every facet (the cube below) reads
+# every candidate, ~2 s at a million on these machines, and grows with the rows; index-only scans
+# per facet still read 600k index entries each. Cached counts would be stale right after a
+# decision, and approximate ones wrong for small, correlated cells ("3 left with placeholders").
+# So Postgres keeps `QueueCount` exact by triggers (migration 0006) and the counts read its few
+# hundred rows, whatever the number of trajectories. A search narrows to rows no table can know
+# in advance: its counts, and those on SQLite, are computed live over the matching rows.
 
-    One query groups the candidates by every column facet at once (a small cube: rounds x kinds
-    x domains x statuses x correctness); the counts of each facet are sums over that cube. Flag
-    kinds, many per trajectory, are counted apart.
+
+def _counts_from_cells(filters: QueueFilters) -> bool:
+    return connection.vendor == "postgresql" and not filters.search
+
+
+def queue_facets(*, filters: QueueFilters) -> QueueFacets:
+    """Counts per filter value, each under the other filters.
+
+    Both ways sum a small cube (rounds x kinds x domains x statuses x correctness): read from
+    `QueueCount`, or grouped live from the candidates (flag kinds, many per trajectory, counted
+    apart then).
     """
-    cube = list(
+    if _counts_from_cells(filters):
+        return _facets_from_cells(filters)
+    cube = (
         queue_trajectories(filters=filters, without=_CUBE)
         .order_by()
         .values(*_CUBE.values())
         .annotate(n=Count("id"))
     )
+    total, counts = _sum_cube(
+        (({facet: row[column] for facet, column in _CUBE.items()}, row["n"]) for row in cube),
+        filters,
+    )
+    counts["flag"] = _flag_kind_counts(queue_trajectories(filters=filters, without=("flag",)))
+    return QueueFacets(total, counts)
+
+
+def _sum_cube(
+    cells: Iterable[tuple[dict[str, Any], int]], filters: QueueFilters
+) -> tuple[int, dict[str, dict[Any, int]]]:
+    """The total under every filter, and per facet the counts of its values under the others."""
     counts: dict[str, dict[Any, int]] = {facet: defaultdict(int) for facet in _CUBE}
     total = 0
-    for row in cube:
-        values = {facet: row[column] for facet, column in _CUBE.items()}
+    for values, n in cells:
         misses = [f for f, v in values.items() if not filters._matches(f, v)]
         if not misses:
-            total += row["n"]
+            total += n
         for facet in _CUBE:
             if not misses or misses == [facet]:
-                counts[facet][values[facet]] += row["n"]
-    counts["flag"] = _flag_kind_counts(queue_trajectories(filters=filters, without=("flag",)))
-    return QueueFacets(total, {facet: dict(values) for facet, values in counts.items()})
+                counts[facet][values[facet]] += n
+    return total, {facet: dict(values) for facet, values in counts.items()}
+
+
+def _cells() -> QuerySet[QueueCount]:
+    return QueueCount.objects.filter(n__gt=0).exclude(candidate="")
+
+
+def _facets_from_cells(filters: QueueFilters) -> QueueFacets:
+    """The cube of the trajectories with a flag of `filters.flag` (all of them: kind ""), and
+    the flag kinds' counts under the other filters, from one read of `QueueCount`."""
+    rows = _cells().values_list(
+        "round_id", "candidate", "domain", "review_status", "correct", "flag_kind", "n"
+    )
+    cube = []
+    flags: dict[str, int] = defaultdict(int)
+    for round_id, candidate, domain, status, correct, kind, n in rows:
+        values = {
+            "round": round_id,
+            "candidate": candidate,
+            "domain": domain,
+            "status": status,
+            "correct": CORRECTNESS[correct],
+        }
+        if kind == filters.flag:
+            cube.append((values, n))
+        counted = kind and kind not in INFO_FLAG_KINDS
+        if counted and all(filters._matches(f, v) for f, v in values.items()):
+            flags[kind] += n
+    total, counts = _sum_cube(cube, filters)
+    counts["flag"] = dict(flags)
+    return QueueFacets(total, counts)
 
 
 def _flag_kind_counts(trajectories: TrajectoryQuerySet) -> dict[str, int]:
@@ -211,7 +378,25 @@ def _flag_kind_counts(trajectories: TrajectoryQuerySet) -> dict[str, int]:
 
 
 def queue_count(*, filters: QueueFilters) -> int:
-    return queue_trajectories(filters=filters).order_by().count()
+    """How many trajectories the queue shows (from `QueueCount` where it can)."""
+    if not _counts_from_cells(filters):
+        return queue_trajectories(filters=filters).order_by().count()
+    cells = _cells().filter(flag_kind=filters.flag)
+    for facet, column in _CELL_COLUMNS.items():
+        wanted = getattr(filters, facet)
+        if wanted not in ("", None):
+            cells = cells.filter(**{column: wanted})
+    return cells.aggregate(n=Coalesce(Sum("n"), 0))["n"]
+
+
+# The facets' columns in QueueCount (its `correct` holds the CORRECTNESS keys).
+_CELL_COLUMNS = {
+    "round": "round_id",
+    "candidate": "candidate",
+    "domain": "domain",
+    "status": "review_status",
+    "correct": "correct",
+}
 
 
 def queue_neighbors(
@@ -316,3 +501,137 @@ def _status_counts() -> dict[str, Count]:
 def _with_totals(row: dict[str, Any]) -> dict[str, Any]:
     reviewed = row["approved"] + row["rejected"] + row["skipped"]
     return {**row, "reviewed": reviewed, "total": reviewed + row["pending"]}
+
+
+# --- Teams: assignments, agreement, time on task ------------------------------------------------
+
+
+def assigned_queues(*, user) -> list[TrajectoryQuerySet]:
+    """The user's assignments that have quota left, oldest first, each as an ordered queue.
+
+    An assignment's decisions are the user's reviews since it was made on the items its filters
+    select in any review status (a decided item has left the pending queue).
+    """
+    queues = []
+    for assignment in Assignment.objects.filter(annotator=user):
+        filters = QueueFilters(**assignment.filters)
+        done = Review.objects.filter(
+            annotator=user,
+            adjudication=False,
+            decided_at__gte=assignment.created_at,
+            trajectory__in=queue_trajectories(filters=replace(filters, status=""))
+            .order_by()
+            .values("pk"),
+        ).count()
+        if done < assignment.quota:
+            queues.append(queue_trajectories(filters=filters))
+    return queues
+
+
+def assignments_progress() -> list[dict[str, Any]]:
+    """Every assignment with its decisions so far, for the progress page."""
+    rows = []
+    for assignment in Assignment.objects.select_related("annotator", "created_by"):
+        filters = QueueFilters(**assignment.filters)
+        done = Review.objects.filter(
+            annotator=assignment.annotator_id,
+            adjudication=False,
+            decided_at__gte=assignment.created_at,
+            trajectory__in=queue_trajectories(filters=replace(filters, status=""))
+            .order_by()
+            .values("pk"),
+        ).count()
+        rows.append({"assignment": assignment, "done": min(done, assignment.quota)})
+    return rows
+
+
+def _live_reviews(round_id: int | None) -> QuerySet[Review]:
+    reviews = Review.objects.filter(superseded=False, adjudication=False)
+    return reviews.filter(trajectory__round_id=round_id) if round_id else reviews
+
+
+def review_agreement(*, round_id: int | None = None) -> dict[str, Any]:
+    """How often annotators agree, on the trajectories two or more of them reviewed.
+
+    Per pair of annotators: the items both decided, the share they decided alike and Cohen's κ
+    (scikit-learn); over everyone: Krippendorff's α, nominal (the `krippendorff` package), which
+    allows any number of reviewers per item. κ and α are None where undefined (one decision
+    only, as when everybody approved everything).
+    """
+    from krippendorff import alpha as krippendorff_alpha
+    from sklearn.metrics import cohen_kappa_score
+
+    decisions: dict[int, dict[str, str]] = defaultdict(dict)
+    for item, who, decision in _live_reviews(round_id).values_list(
+        "trajectory_id", "annotator__username", "decision"
+    ):
+        decisions[item][who] = decision
+    overlapping = [d for d in decisions.values() if len(d) > 1]
+    annotators = sorted({who for d in overlapping for who in d})
+    pairs = []
+    for a, b in itertools.combinations(annotators, 2):
+        both = [(d[a], d[b]) for d in overlapping if a in d and b in d]
+        if not both:
+            continue
+        first, second = zip(*both, strict=True)
+        pairs.append(
+            {
+                "a": a,
+                "b": b,
+                "items": len(both),
+                "agreement": sum(x == y for x, y in both) / len(both),
+                "kappa": float(cohen_kappa_score(first, second))
+                if len(set(first) | set(second)) > 1
+                else None,
+            }
+        )
+    values = sorted({v for d in overlapping for v in d.values()})
+    alpha = None
+    if len(values) > 1:
+        codes = {value: float(i) for i, value in enumerate(values)}
+        table = [[codes.get(d.get(who), math.nan) for d in overlapping] for who in annotators]
+        alpha = float(krippendorff_alpha(reliability_data=table, level_of_measurement="nominal"))
+    return {"items": len(overlapping), "pairs": pairs, "alpha": alpha}
+
+
+def time_on_task(*, round_id: int | None = None) -> dict[str, Any]:
+    """Per annotator (and per round): decisions, items per hour of time on task and the median
+    seconds per decision, from each review's lease start to its decision; and the decisions
+    per hour of the day, per annotator, for the chart."""
+    reviews = _live_reviews(round_id).filter(started_at__isnull=False)
+    seconds: dict[tuple[str, str], list[float]] = defaultdict(list)
+    hourly: dict[str, dict[datetime, int]] = defaultdict(lambda: defaultdict(int))
+    for who, round_name, started, decided in reviews.values_list(
+        "annotator__username", "trajectory__round__name", "started_at", "decided_at"
+    ):
+        seconds[who, round_name].append(max((decided - started).total_seconds(), 0.0))
+        hour = timezone.localtime(decided).replace(minute=0, second=0, microsecond=0)
+        hourly[who][hour] += 1
+
+    def row(times: list[float], **names: str) -> dict[str, Any]:
+        total_h = sum(times) / 3600
+        return {
+            **names,
+            "decisions": len(times),
+            "per_hour": len(times) / total_h if total_h else None,
+            "median_s": statistics.median(times),
+        }
+
+    by_annotator: dict[str, list[float]] = defaultdict(list)
+    for (who, _), times in seconds.items():
+        by_annotator[who].extend(times)
+    return {
+        "annotators": [row(t, name=who) for who, t in sorted(by_annotator.items())],
+        "rounds": [row(t, name=who, round=r) for (who, r), t in sorted(seconds.items())],
+        "hourly": {who: sorted(hours.items()) for who, hours in sorted(hourly.items())},
+    }
+
+
+# --- Guidelines (workbench) -------------------------------------------------------------------
+
+
+def trajectory_guidelines(*, trajectory: Trajectory) -> list[Dataset]:
+    """Datasets whose guidelines apply to the trajectory: those of its candidate kind (D_seed,
+    D_START) and the custom ones (they may take any approved trajectory), by name."""
+    kinds = [DatasetKind.CUSTOM, *([trajectory.candidate] if trajectory.candidate else [])]
+    return list(Dataset.objects.filter(kind__in=kinds).exclude(guidelines="").order_by("name"))

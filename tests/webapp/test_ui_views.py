@@ -22,7 +22,10 @@ ENDPOINTS = {
     "queue": (["GET"], "view"),
     "queue_counts": (["GET"], "view"),
     "next": (["POST"], "review"),
+    "bulk": (["POST"], "bulk"),
     "progress": (["GET"], "view"),
+    "demo_status": (["GET"], "view"),
+    "assign": (["POST"], "assign"),
     "trajectory": (["GET"], "view"),
     "score": (["GET"], "view"),
     "claim": (["POST"], "review"),
@@ -39,6 +42,8 @@ ENDPOINTS = {
     "diff": (["GET"], "view"),
     "revision": (["GET"], "view"),
     "baselines": (["GET"], "view"),
+    "guidelines": (["GET"], "view"),
+    "comment": (["POST"], "comment"),
 }
 
 

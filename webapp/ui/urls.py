@@ -10,7 +10,9 @@ urlpatterns = [
     path("", views.queue, name="queue"),
     path("counts/", views.queue_counts, name="queue_counts"),
     path("next/", views.claim_next, name="next"),
+    path("bulk/", views.queue_bulk, name="bulk"),
     path("progress/", views.progress, name="progress"),
+    path("progress/assign/", views.assign, name="assign"),
     path("demo-status/", views.demo_status, name="demo_status"),
     path("t/<int:pk>/", views.trajectory_page, name="trajectory"),
     path("t/<int:pk>/score/", views.score, name="score"),
@@ -28,4 +30,6 @@ urlpatterns = [
     path("t/<int:pk>/diff/", views.diff, name="diff"),
     path("t/<int:pk>/revisions/<int:revision_pk>/", views.revision, name="revision"),
     path("t/<int:pk>/baselines/", views.baselines, name="baselines"),
+    path("t/<int:pk>/guidelines/", views.guidelines, name="guidelines"),
+    path("t/<int:pk>/comments/", views.comment, name="comment"),
 ]

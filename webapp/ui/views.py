@@ -22,17 +22,28 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render, resolve_url
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 
-from curation import checks, renaming, review, selectors
+from curation import bulk, checks, renaming, review, selectors
 from curation import trajectory as fmt
-from curation.models import Candidate, Domain, Flag, ReviewStatus, Revision, Round, Trajectory
+from curation.models import (
+    Candidate,
+    Comment,
+    Domain,
+    Flag,
+    ReviewStatus,
+    Revision,
+    Round,
+    Trajectory,
+)
 from curation.services import ConflictError
-from webapp.ui import forms, rendering
+from webapp.ui import charts, forms, rendering
+from webapp.ui.markdown import render_markdown
 
 View = Callable[..., HttpResponse]
 
@@ -41,6 +52,8 @@ REVISIONS_SHOWN = 8
 VIEW = "curation.view_trajectory"
 REVIEW = "curation.review_trajectory"
 CHANGE = "curation.change_trajectory"
+COMMENT = "curation.add_comment"
+BULK = bulk.BULK_PERMISSION
 
 
 # --- Access and errors ------------------------------------------------------------------------
@@ -136,22 +149,27 @@ def queue(request: HttpRequest) -> HttpResponse:
     form = forms.QueueFilterForm.from_query(request.GET)
     filters = form.filters()
     counts = None
-    if request.GET.get("counts"):  # without JavaScript: the counts in the page itself
-        facets = selectors.queue_facets(filters=filters)
-        total, counts = facets.total, facets.counts
-    else:
-        total = selectors.queue_count(filters=filters)
-    paginator = Paginator(range(total), PAGE_SIZE)
-    page = paginator.get_page(form.page_number())
-    rows = list(
-        selectors.queue_trajectories(filters=filters)
-        .select_related("round", "problem", "claimed_by")
-        .only(
-            "id", "hinted", "sample_index", "candidate", "review_status", "is_correct",
-            "flag_count", "num_tokens", "claimed_until", "round__name", "problem__external_id",
-            "problem__domain", "claimed_by__username",
-        )[page.start_index() - 1 if total else 0 : page.end_index()]
-    )  # fmt: skip
+    search_error = ""
+    try:
+        if request.GET.get("counts"):  # without JavaScript: the counts in the page itself
+            facets = selectors.queue_facets(filters=filters)
+            total, counts = facets.total, facets.counts
+        else:
+            total = selectors.queue_count(filters=filters)
+        paginator = Paginator(range(total), PAGE_SIZE)
+        page = paginator.get_page(form.page_number())
+        rows = list(
+            selectors.queue_trajectories(filters=filters)
+            .select_related("round", "problem", "claimed_by")
+            .only(
+                "id", "hinted", "sample_index", "candidate", "review_status", "is_correct",
+                "flag_count", "num_tokens", "claimed_until", "round__name",
+                "problem__external_id", "problem__domain", "claimed_by__username",
+            )[page.start_index() - 1 if total else 0 : page.end_index()]
+        )  # fmt: skip
+    except selectors.SearchError as exc:
+        search_error, total, rows = str(exc), 0, []
+        page = Paginator([], PAGE_SIZE).get_page(1)
     context = {
         "filters": filters,
         "query": forms.filters_query(filters),
@@ -163,6 +181,10 @@ def queue(request: HttpRequest) -> HttpResponse:
         "total": total,
         "now": timezone.now(),
         "sorts": list(SORT_LABELS.items()),
+        "search_error": search_error,
+        "can_bulk": request.user.has_perm(BULK),
+        "bulk_actions": BULK_LABELS,
+        "reject_reasons": review.REJECT_REASONS,
         "nav": "queue",
     }
     template = "ui/queue.html#queue" if request.htmx else "ui/queue.html"
@@ -177,7 +199,10 @@ def queue_counts(request: HttpRequest) -> HttpResponse:
     filters = _filters(request)
     if not request.htmx:
         return redirect(f"{reverse('ui:queue')}?{forms.filters_query(filters, counts=1)}")
-    facets = selectors.queue_facets(filters=filters)
+    try:
+        facets = selectors.queue_facets(filters=filters)
+    except selectors.SearchError:  # the queue's own answer already says why
+        facets = selectors.QueueFacets(0, {})
     context = {
         "filters": filters,
         "facets": _facet_options(filters, facets.counts),
@@ -185,6 +210,35 @@ def queue_counts(request: HttpRequest) -> HttpResponse:
         "sorts": list(SORT_LABELS.items()),
     }
     return render(request, "ui/queue.html#filters", context)
+
+
+BULK_LABELS = {
+    bulk.BulkAction.APPROVE: "Approve",
+    bulk.BulkAction.REJECT: "Reject (with the reason)",
+    bulk.BulkAction.REASSIGN: "Reassign (release, or lease to the annotator named)",
+    bulk.BulkAction.RESCORE: "Re-score",
+}
+
+
+@require_POST
+@permission(BULK)
+@handles_domain_errors
+def queue_bulk(request: HttpRequest) -> HttpResponse:
+    """A curator's action on the rows ticked in the queue; back to the queue as filtered, with
+    what was done and how many were skipped (held by another annotator, refused, missing)."""
+    form = _valid(forms.BulkForm, request.POST)
+    result = bulk.trajectories_bulk_act(
+        action=form.cleaned_data["action"],
+        trajectory_ids=form.cleaned_data["ids"],
+        reason=form.cleaned_data["reason"],
+        assignee=form.assignee_user(),
+        user=request.user,
+    )
+    level = messages.WARNING if result.skipped else messages.SUCCESS
+    messages.add_message(request, level, result.summary())
+    for pk, why in list(result.refused.items())[:5]:
+        messages.warning(request, f"#{pk}: {why}")
+    return redirect(f"{reverse('ui:queue')}?{forms.filters_query(_filters(request))}")
 
 
 SORT_LABELS = {
@@ -260,7 +314,9 @@ def claim_next(request: HttpRequest) -> HttpResponse:
     """Lease the next unclaimed item of the queue as filtered, and open it."""
     filters = _filters(request)
     chosen = review.trajectory_claim_next(
-        user=request.user, queue=selectors.queue_trajectories(filters=filters)
+        user=request.user,
+        queue=selectors.queue_trajectories(filters=filters),
+        assigned=selectors.assigned_queues(user=request.user),
     )
     if chosen is None:
         messages.info(request, "Nothing left to claim in this queue.")
@@ -340,9 +396,24 @@ def _side_context(request: HttpRequest, state: PageState) -> dict[str, Any]:
         "can_edit": user.has_perm(CHANGE),
         "can_review": user.has_perm(REVIEW),
         "can_take_over": user.has_perm(review.TAKE_OVER_PERMISSION),
+        **_reviews_context(trajectory, user),
         "baseline_count": selectors.trajectory_baselines(trajectory=trajectory).count(),
         "score_reason": (trajectory.score_details or {}).get("reason", ""),
         "score_pending": bool((trajectory.score_details or {}).get("pending")),
+        "suggestion": review.trajectory_suggestion(trajectory=trajectory),
+    }
+
+
+def _reviews_context(trajectory: Trajectory, user) -> dict[str, Any]:
+    """Overlap: how many of the round's reviews are in, and the user's own. Who decided what is
+    shown to curators only, so that annotators decide independently (agreement means nothing
+    otherwise)."""
+    reviews = list(trajectory.reviews.filter(superseded=False).select_related("annotator"))
+    return {
+        "reviews": reviews,
+        "reviews_required": trajectory.round.reviews_required,
+        "my_review": next((r for r in reviews if r.annotator_id == user.pk), None),
+        "can_adjudicate": user.has_perm(review.ADJUDICATE_PERMISSION),
     }
 
 
@@ -385,6 +456,7 @@ def _page(
     filters = _filters(request)
     previous_id, next_id = selectors.queue_neighbors(filters=filters, trajectory=trajectory)
     context = {
+        **_comments_context(request, trajectory),
         **_side_context(request, state),
         "segments": rendering.segment_views(state.segments, state.flags, expand=expand),
         "editing": editing,
@@ -479,27 +551,81 @@ def segment_edit(request: HttpRequest, pk: int, index: int) -> HttpResponse:
             "editor": _editor(target),
         }
         return render(request, "ui/trajectory.html#segment", context)
-    before = _before(request, trajectory)
-    if target.kind == "code":
-        form = _valid(forms.CodeForm, request.POST)
-        result = review.trajectory_edit_code(
-            trajectory=trajectory,
-            segment_index=index,
-            code=form.cleaned_data["code"],
-            author=request.user,
-            base_version=form.cleaned_data["base_version"],
-            rerun=form.cleaned_data["run"],
-        )
-    else:
-        form = _valid(forms.TextForm, request.POST)
-        result = review.trajectory_edit_segment(
-            trajectory=trajectory,
-            segment_index=index,
-            text=rendering.display_prefix(target) + form.cleaned_data["text"],
-            author=request.user,
-            base_version=form.cleaned_data["base_version"],
-        )
+    field = "code" if target.kind == "code" else "text"
+    try:
+        before = _before(request, trajectory)
+        if target.kind == "code":
+            form = _valid(forms.CodeForm, request.POST)
+            result = review.trajectory_edit_code(
+                trajectory=trajectory,
+                segment_index=index,
+                code=form.cleaned_data["code"],
+                author=request.user,
+                base_version=form.cleaned_data["base_version"],
+                rerun=form.cleaned_data["run"],
+            )
+        else:
+            form = _valid(forms.TextForm, request.POST)
+            result = review.trajectory_edit_segment(
+                trajectory=trajectory,
+                segment_index=index,
+                text=rendering.display_prefix(target) + form.cleaned_data["text"],
+                author=request.user,
+                base_version=form.cleaned_data["base_version"],
+            )
+    except review.StaleVersionError as exc:
+        if not request.htmx:
+            raise
+        yours = request.POST.get(field, "")
+        return _conflict(request, str(exc), _trajectory(pk), index=index, field=field, yours=yours)
     return _changes(request, before, result.trajectory, touched={index})
+
+
+def _conflict(
+    request: HttpRequest,
+    message: str,
+    trajectory: Trajectory,
+    *,
+    index: int,
+    field: str,
+    yours: str,
+) -> HttpResponse:
+    """A save that met a newer version (409): the alert, and a merge panel that keeps the typed
+    text beside the current one, with their diff; from there the user saves theirs over it
+    (a plain form carrying the new version) or keeps the new one."""
+    segments = review.trajectory_segments(trajectory)
+    current = segments[index] if index < len(segments) else None
+    theirs = None
+    if (
+        current is not None
+        and current.kind != "output"
+        and (current.kind == "code") == (field == "code")
+    ):
+        theirs = _editor(current).value
+    panel = {
+        "kind": "conflict",
+        "message": message,
+        "label": "the cell" if field == "code" else "the text",
+        "ref": str(index),
+        "field": field,
+        "yours": yours,
+        "theirs": theirs,
+        "version": trajectory.version,
+        "lines": _diff_lines(theirs, yours, "theirs", "yours") if theirs is not None else [],
+    }
+    context = {
+        "t": trajectory,
+        "t_url": reverse("ui:trajectory", args=[trajectory.pk]),
+        "panel": panel,
+        "query": forms.filters_query(_filters(request)),
+        "can_edit": True,
+        "oob": True,
+    }
+    alert = {"message": message, "level": "error", "reload": True}
+    body = render_to_string("ui/base.html#alert", alert, request) + render_to_string(
+        "ui/trajectory.html#panel", context, request
+    )
+    return reswap(retarget(HttpResponse(body, status=409), "#alerts"), "innerHTML")
 
 
 def _before(request: HttpRequest, trajectory: Trajectory) -> PageState:
@@ -754,6 +880,75 @@ def baselines(request: HttpRequest, pk: int) -> HttpResponse:
     return _panel(request, trajectory, {"kind": "baselines", "samples": samples, "shown": shown})
 
 
+# --- Guidelines and comments ------------------------------------------------------------------
+
+
+@require_GET
+@permission(VIEW)
+@vary_on_headers("HX-Request")
+def guidelines(request: HttpRequest, pk: int) -> HttpResponse:
+    """The guidelines of the datasets this trajectory may go into, Markdown rendered sanitised."""
+    trajectory = _trajectory(pk)
+    sections = [
+        {"name": dataset.name, "html": render_markdown(dataset.guidelines)}
+        for dataset in selectors.trajectory_guidelines(trajectory=trajectory)
+    ]
+    return _panel(request, trajectory, {"kind": "guidelines", "sections": sections})
+
+
+def _comments_context(request: HttpRequest, trajectory: Trajectory) -> dict[str, Any]:
+    """The comments card: each comment rendered sanitised, with where it points; the form."""
+    segments = review.trajectory_segments(trajectory)
+    cell_numbers = {i: n for n, i in enumerate(_code_indices(segments), start=1)}
+
+    def where(comment: Comment) -> dict[str, Any]:
+        if comment.segment_index is not None:
+            index = comment.segment_index
+            number = cell_numbers.get(index)
+            kind = segments[index].kind if index < len(segments) else "segment"
+            label = f"cell {number}" if number else f"{kind} (segment {index})"
+            return {"label": label, "anchor": f"seg-{index}"}
+        if comment.start is not None:
+            return {"label": f"characters {comment.start}–{comment.end}", "anchor": ""}
+        return {"label": "", "anchor": ""}
+
+    rows = Comment.objects.filter(trajectory_id=trajectory.pk).select_related("author")
+    return {
+        "t": trajectory,
+        "version": str(trajectory.version),
+        "query": forms.filters_query(_filters(request)),
+        "can_comment": request.user.has_perm(COMMENT),
+        "comment_cells": list(cell_numbers.items()),
+        "comments": [
+            {"c": c, "html": render_markdown(c.body), **where(c)} for c in rows.order_by("id")
+        ],
+    }
+
+
+def _code_indices(segments: list[fmt.Segment]) -> list[int]:
+    return [i for i, s in enumerate(segments) if s.kind == "code"]
+
+
+@require_POST
+@permission(COMMENT)
+@handles_domain_errors
+def comment(request: HttpRequest, pk: int) -> HttpResponse:
+    """Comment on the trajectory or one of its cells; answers the comments card."""
+    data = _valid(forms.CommentForm, request.POST).cleaned_data
+    review.trajectory_comment(
+        trajectory=_trajectory(pk),
+        body=data["body"],
+        segment_index=data["segment_index"],
+        author=request.user,
+        base_version=data["base_version"],
+    )
+    if not request.htmx:
+        return redirect(_page_url(pk, request, anchor="#comments"))
+    return render(
+        request, "ui/trajectory.html#comments", _comments_context(request, _trajectory(pk))
+    )
+
+
 # --- Claims and decisions ---------------------------------------------------------------------
 
 
@@ -809,6 +1004,7 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_GET
+@permission(VIEW)
 def demo_status(request: HttpRequest) -> HttpResponse:
     """The banner alone, polled while `make demo` builds its policy (empty when not a demo)."""
     return render(request, "ui/base.html#demo_status")
@@ -821,19 +1017,70 @@ def demo_status(request: HttpRequest) -> HttpResponse:
 @permission(VIEW)
 def progress(request: HttpRequest) -> HttpResponse:
     """Reviewed, approved, rejected and pending: per annotator (optionally in one round), per
-    round; as bars drawn on the server (SVG)."""
+    round; as bars drawn on the server (SVG). Then the team's figures: agreement where items had
+    several reviewers, time on task with decisions per hour as a chart, and assignments (which
+    curators make here)."""
     round_id = request.GET.get("round", "")
     round_id = int(round_id) if round_id.isdigit() else None
     annotators = selectors.review_progress_by_annotator(round_id=round_id)
     rounds = selectors.review_progress_by_round()
+    time_on_task = selectors.time_on_task(round_id=round_id)
+    can_assign = request.user.has_perm(review.ASSIGN_PERMISSION)
     context = {
         "annotators": _bars(annotators, "name"),
         "rounds": _bars(rounds, "name"),
         "round_id": round_id,
         "round_choices": [(r["id"], r["name"]) for r in rounds],
+        "agreement": selectors.review_agreement(round_id=round_id),
+        "time_on_task": time_on_task,
+        "hourly_chart": _hourly_chart(time_on_task["hourly"]),
+        "assignments": selectors.assignments_progress(),
+        "assign_form": forms.AssignForm(rounds=rounds) if can_assign else None,
         "nav": "progress",
     }
     return render(request, "ui/progress.html", context)
+
+
+@require_POST
+@permission(review.ASSIGN_PERMISSION)
+@handles_domain_errors
+def assign(request: HttpRequest) -> HttpResponse:
+    """A curator gives an annotator a quota of a round's pending candidates."""
+    form = forms.AssignForm(request.POST, rounds=selectors.review_progress_by_round())
+    if not form.is_valid():
+        raise ValueError("; ".join(e for errors in form.errors.values() for e in errors))
+    data = form.cleaned_data
+    assignment = review.assignment_create(
+        annotator=data["annotator"],
+        filters=selectors.QueueFilters(round=int(data["round"]) if data["round"] else None),
+        quota=data["quota"],
+        user=request.user,
+    )
+    messages.success(request, f"Assigned {assignment.quota} items to {assignment.annotator}.")
+    return redirect("ui:progress")
+
+
+def _hourly_chart(hourly: dict[str, list[tuple[Any, int]]]) -> dict[str, Any] | None:
+    """Decisions per hour, one line per annotator, hours counted from the first decision's."""
+    hours = sorted({hour for points in hourly.values() for hour, _ in points})
+    if not hours:
+        return None
+    first = hours[0]
+
+    def offset(hour: Any) -> float:
+        return (hour - first).total_seconds() / 3600
+
+    return charts.line_chart(
+        [
+            charts.Series(
+                who, [(offset(h), n) for h, n in points], f"chart-{'abcdef'[i % 6]}", dots=True
+            )
+            for i, (who, points) in enumerate(hourly.items())
+        ],
+        height=180,
+        x_label=f"hours since {timezone.localtime(first):%b %d, %H:00}",
+        y_label="decisions",
+    )
 
 
 CHART_WIDTH = 420
