@@ -6,9 +6,11 @@ Side effects on other processes (Celery tasks) are enqueued only after the trans
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -178,7 +180,11 @@ ROUND_DEFAULTS: dict[str, dict[str, Any]] = {
     RoundKind.RFT: {"samples_hinted": 0, "samples_plain": 16, "temperature": 0.6, "top_p": 0.95},
     RoundKind.EVAL: {"samples_hinted": 0, "samples_plain": 1, "temperature": 0.0, "top_p": 1.0},
 }
-TOOL_CONFIG_KEYS = {"max_calls", "timeout_s", "memory_mb", "notebook"}
+TOOL_CONFIG_KEYS = {"max_calls", "timeout_s", "memory_mb", "notebook", "run_code"}
+# Which samples run the code they write (the paper's ablations): "all" (the default), "hinted"
+# (baseline samples run none, as the paper's greedy base in a seed round), "none" (no tools at
+# all: the QwQ-RFT control, an RFT round without tools).
+RUN_CODE = ("all", "hinted", "none")
 
 
 def policy_register(*, name: str, path: str, parent: Policy | None = None, user=None) -> Policy:
@@ -214,6 +220,7 @@ ROUND_BOUNDS: dict[str, tuple[float, float]] = {
     "temperature": (0.0, 2.0),
     "top_p": (0.0, 1.0),  # low bound exclusive
     "max_tokens": (1, 1_000_000),
+    "reviews_required": (1, 10),
 }
 TOOL_BOUNDS: dict[str, tuple[float, float]] = {
     "max_calls": (0, 100),
@@ -256,6 +263,8 @@ def round_settings(*, kind: str, **options: Any) -> dict[str, Any]:
     for field, (low, high) in TOOL_BOUNDS.items():
         if field in tools and not low <= tools[field] <= high:
             raise SettingError(field, f"must be in [{low}, {high}], got {tools[field]}")
+    if tools.get("run_code", "all") not in RUN_CODE:
+        raise SettingError("run_code", f"must be one of {RUN_CODE}, got {tools['run_code']!r}")
     return values
 
 
@@ -280,6 +289,74 @@ def round_create(
         round = Round.objects.create(name=name, kind=kind, policy=policy, created_by=user, **values)
         round.problem_sets.set(problem_sets)
     return round
+
+
+# The end-of-thinking hint repeats an evaluation sweep tries by default, and the most it may.
+SWEEP_END_REPEATS = (0, 1, 2, 4)
+SWEEP_MAX_END_REPEATS = 32
+
+
+def evaluation_sweep_launch(
+    *,
+    name: str,
+    policy: Policy | None,
+    problem_sets: Iterable[ProblemSet],
+    end_repeats: Iterable[int] = SWEEP_END_REPEATS,
+    samples: int = 1,
+    user=None,
+    **options: Any,
+) -> list[Round]:
+    """Create and launch one eval round per number of end-of-thinking hints (the paper's
+    test-time scaling): `samples` hinted samples per problem, no plain ones, every other setting
+    equal, so the evaluation table's scaling chart draws them as one line per problem set.
+
+    Hints go only at the end of thinking unless `hint_config` says otherwise (conjunction hints
+    would blur the figure). The rounds are named `<name>-end<k>`; all are created and launched
+    in one transaction, or none. A sweep without a policy or a problem set, or with fewer than
+    two repeat counts, is a SettingError naming the field; a name already taken, a ConflictError.
+    """
+    if not name.strip():
+        raise SettingError("name", "an evaluation sweep needs a name for its rounds")
+    if policy is None:
+        raise SettingError("policy", "an evaluation sweep needs a policy to evaluate")
+    problem_sets = list(problem_sets)
+    if not problem_sets:
+        raise SettingError("problem_sets", "an evaluation sweep needs at least one problem set")
+    repeats = list(end_repeats)
+    if len(set(repeats)) != len(repeats) or len(repeats) < 2:
+        raise SettingError(
+            "end_repeats", f"give two or more different repeat counts, got {repeats}"
+        )
+    for k in repeats:
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= SWEEP_MAX_END_REPEATS:
+            raise SettingError(
+                "end_repeats", f"each count must be an integer in [0, {SWEEP_MAX_END_REPEATS}]"
+            )
+    names = {k: f"{name}-end{k}" for k in sorted(repeats)}
+    taken = sorted(Round.objects.filter(name__in=names.values()).values_list("name", flat=True))
+    if taken:
+        raise ConflictError(f"rounds named {taken} exist already: choose another sweep name")
+    hint_config = {"conjunction_probability": 0.0, **(options.pop("hint_config", None) or {})}
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise SettingError("samples", f"must be a positive integer, got {samples!r}")
+    rounds = []
+    with transaction.atomic():
+        for k, round_name in names.items():
+            round_ = round_create(
+                name=round_name,
+                kind=RoundKind.EVAL,
+                policy=policy,
+                problem_sets=problem_sets,
+                user=user,
+                samples_hinted=samples,
+                samples_plain=0,
+                hint_config={**hint_config, "end_of_thinking": True, "end_repeats": k},
+                **options,
+            )
+            rounds.append(
+                round_launch(round=round_, chunk_size=settings.ROLLOUT_CHUNK_SIZE, user=user)
+            )
+    return rounds
 
 
 def round_problems(*, round: Round) -> Iterable[Problem]:
@@ -309,12 +386,31 @@ def round_hint_snapshot(*, round: Round) -> HintConfig:
     return HintConfig.from_dict({**stored, "hints": names, "library": snapshot})
 
 
+def policy_unreadable(*, policy: Policy) -> str | None:
+    """Why the policy's weights cannot be read on this host, or None.
+
+    Policies live on storage every host sees (the shared policies volume), so a local path this
+    host cannot read, no engine host can. A hub id (``org/name``, not a path that exists here)
+    is the engine's to fetch and is not checked.
+    """
+    path = Path(policy.path).expanduser()
+    local = policy.path.startswith(("/", ".", "~")) or path.exists()
+    if not local:
+        return None
+    if not os.access(path / "config.json", os.R_OK):
+        return f"policy {policy.name!r}: {policy.path} cannot be read here (no config.json)"
+    return None
+
+
 def round_launch(*, round: Round, chunk_size: int, user=None) -> Round:
     """Plan a round's chunks and enqueue them on the rollout queue after commit.
 
     Takes the round's row lock, so two launches cannot both pass the status check.
-    A round that already runs is a ConflictError.
+    A round that already runs, or whose policy cannot be read, is a ConflictError.
     """
+    unreadable = policy_unreadable(policy=round.policy)
+    if unreadable:
+        raise ConflictError(unreadable)
     with transaction.atomic():
         locked = Round.objects.select_for_update().get(pk=round.pk)
         if locked.status in ACTIVE_STATUSES:
@@ -483,8 +579,11 @@ SFT_RESERVED = {"model_name_or_path": "base", "dataset": __file__, "output_dir":
 
 
 def sft_job_config_validate(config: dict[str, Any]) -> dict[str, Any]:
-    """Check an SFT job's overrides against training.config (torch-free); ValueError says why."""
+    """Check an SFT job's overrides against training.config and its launch keys (`distributed`,
+    `num_processes`: training.launch), torch-free; ValueError says why. Whether the train host
+    has the GPUs it asks for is checked there, when the job starts."""
     from training.config import ConfigError, config_from_dict  # the public config, no torch
+    from training.launch import LaunchOptions
 
     if not isinstance(config, dict):
         raise ValueError("the SFT config must be a JSON object")
@@ -492,7 +591,8 @@ def sft_job_config_validate(config: dict[str, Any]) -> dict[str, Any]:
     if reserved:
         raise ValueError(f"{reserved} are set by the job")
     try:
-        config_from_dict({**config, **SFT_RESERVED}).validate()
+        _, train_config = LaunchOptions.split(config)
+        config_from_dict({**train_config, **SFT_RESERVED}).validate()
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
     return config
@@ -553,9 +653,90 @@ def sft_job_cancel(*, job: SFTJob, user=None) -> SFTJob:
 def sft_job_started(*, job: SFTJob, worker: str) -> bool:
     """Claim a queued job for this worker; False when it was cancelled or already taken."""
     claimed = SFTJob.objects.filter(pk=job.pk, status=RunStatus.QUEUED).update(
-        status=RunStatus.RUNNING, worker=worker, started_at=timezone.now(), error=""
+        status=RunStatus.RUNNING,
+        worker=worker,
+        started_at=timezone.now(),
+        heartbeat_at=timezone.now(),
+        error="",
     )
     return bool(claimed)
+
+
+def sft_job_launched(*, job: SFTJob, command: str) -> None:
+    """Record the command line the worker launched (shown on the job's page)."""
+    SFTJob.objects.filter(pk=job.pk).update(command=command)
+
+
+def sft_job_heartbeat(*, job: SFTJob, log: str | None = None) -> bool:
+    """The supervising worker is alive; records the log's tail. False when the job is no longer
+    running (cancelled, or taken as lost): the worker then stops its training processes."""
+    fields: dict[str, Any] = {"heartbeat_at": timezone.now()}
+    if log is not None:
+        fields["log"] = log
+    return bool(SFTJob.objects.filter(pk=job.pk, status=RunStatus.RUNNING).update(**fields))
+
+
+def _sft_job_lost(job: SFTJob, *, cause: str) -> str:
+    return (
+        f"{cause} at step {job.step} / {job.total_steps or '?'}; its partial model was not "
+        "registered (the next run removes it); run the job again"
+    )
+
+
+def sft_jobs_recover(*, now: datetime | None = None) -> list[SFTJob]:
+    """Fail running jobs whose worker went silent for CHUNK_LOST_AFTER_S (killed, host lost).
+
+    The training processes die with their worker, so nothing of the job runs on; the page says
+    which worker was lost when, and "Run again" (sft_job_rerun) starts it afresh. Called by a
+    worker as it starts and by the job's progress page as it polls.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        lost = list(
+            SFTJob.objects.select_for_update(skip_locked=True).filter(
+                status=RunStatus.RUNNING,
+                heartbeat_at__lt=now - timedelta(seconds=settings.CHUNK_LOST_AFTER_S),
+            )
+        )
+        for job in lost:
+            at = timezone.localtime(job.heartbeat_at).strftime("%H:%M:%S")
+            job.status = RunStatus.FAILED
+            job.error = _sft_job_lost(job, cause=f"worker {job.worker or '(unknown)'} lost at {at}")
+            job.finished_at = now
+            job.save(update_fields=["status", "error", "finished_at"])
+    return lost
+
+
+def sft_job_rerun(*, job: SFTJob, user=None) -> SFTJob:
+    """Queue a failed or cancelled job again (one action after a lost worker); it trains afresh.
+
+    Takes the job's row lock. Refused (ConflictError) for an active or finished job, or when its
+    policy's name has been taken since.
+    """
+    with transaction.atomic():
+        locked = SFTJob.objects.select_for_update().get(pk=job.pk)
+        if locked.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
+            raise ConflictError(
+                f"SFT job {locked.pk} is {locked.status}: only a failed or cancelled job runs again"
+            )
+        if Policy.objects.filter(name=locked.output_name).exists():
+            raise ConflictError(f"a policy named {locked.output_name!r} already exists")
+        before = {"status": locked.status, "error": locked.error}
+        locked.status = RunStatus.QUEUED
+        locked.step = locked.total_steps = 0
+        locked.metrics, locked.history = {}, []
+        locked.error = locked.log = locked.worker = locked.command = ""
+        locked.started_at = locked.finished_at = locked.heartbeat_at = None
+        locked.save()
+        audit_record(
+            actor=user,
+            action=AuditAction.SFT_JOB_LAUNCHED,
+            target=locked,
+            before=before,
+            after={"status": locked.status, "run_again": True},
+        )
+        enqueue(Task.RUN_SFT_JOB, job_id=locked.pk)
+    return locked
 
 
 def sft_job_progress(*, job: SFTJob, snapshot: dict[str, Any]) -> None:
@@ -597,11 +778,16 @@ def sft_job_finish(
 
 def sft_jobs_orphaned(*, worker: str) -> int:
     """Fail the jobs a restarted worker was running when it died: they never resume silently."""
-    return SFTJob.objects.filter(worker=worker, status=RunStatus.RUNNING).update(
-        status=RunStatus.FAILED,
-        error="the worker stopped during training (killed or crashed); launch the job again",
-        finished_at=timezone.now(),
-    )
+    with transaction.atomic():
+        orphans = list(
+            SFTJob.objects.select_for_update().filter(worker=worker, status=RunStatus.RUNNING)
+        )
+        for job in orphans:
+            job.status = RunStatus.FAILED
+            job.error = _sft_job_lost(job, cause=f"worker {worker} stopped (killed or crashed)")
+            job.finished_at = timezone.now()
+            job.save(update_fields=["status", "error", "finished_at"])
+    return len(orphans)
 
 
 # --- Hint templates ---------------------------------------------------------------------------

@@ -38,7 +38,7 @@ class PolicyFactory(factory.django.DjangoModelFactory):
         model = models.Policy
 
     name = factory.Sequence(lambda n: f"policy-{n}")
-    path = "/models/tiny"
+    path = "start-curation/tiny"  # a hub id: launches do not look for it on disk
 
 
 class RoundFactory(factory.django.DjangoModelFactory):

@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",
     "django_htmx",
     "template_partials",
     "rest_framework",
@@ -171,9 +172,10 @@ CELERY_APP = "workers.celery.app"
 
 # --- Generation, sandbox, training ----------------------------------------------------------------
 # The engine the rollout workers use: "vllm-local" (vLLM inside the worker, the one-machine default)
-# or "vllm-server" (an OpenAI-compatible server at VLLM_SERVER_URL, as in docker-compose).
+# or "vllm-server" (OpenAI-compatible endpoints at VLLM_SERVER_URLS, as in docker-compose).
 ROLLOUT_ENGINE = env.str("ROLLOUT_ENGINE", default="vllm-local")
-VLLM_SERVER_URL = env.str("VLLM_SERVER_URL", default="http://127.0.0.1:8001/v1")
+# One or more, comma-separated: a round's trajectories spread over them (workers/engines/pool.py).
+VLLM_SERVER_URLS = env.list("VLLM_SERVER_URLS", default=["http://127.0.0.1:8001/v1"])
 # Empty: the tiny policy the project builds itself (`manage.py build_tiny_policy`).
 DEFAULT_POLICY_PATH = env.str("DEFAULT_POLICY_PATH", default="")
 ROLLOUT_CONCURRENCY = env.int("ROLLOUT_CONCURRENCY", default=64)

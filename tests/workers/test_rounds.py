@@ -85,7 +85,7 @@ def test_cancelling_a_round_stops_its_chunks(celery_worker, tiny_policy):
     assert Trajectory.objects.filter(round=round_).count() < round_.total
 
 
-@override_settings(ROLLOUT_ENGINE="vllm-server", VLLM_SERVER_URL="http://127.0.0.1:9/v1")
+@override_settings(ROLLOUT_ENGINE="vllm-server", VLLM_SERVER_URLS=["http://127.0.0.1:9/v1"])
 def test_an_unreachable_engine_fails_the_round_fast_with_one_clear_message(tiny_policy):
     round_ = services.round_create(
         name="no-engine", kind="seed", policy=tiny_policy, problem_sets=[_problem_set("two", 2)]

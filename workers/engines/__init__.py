@@ -1,12 +1,16 @@
 """Generation engines behind one small async interface (see ``base.Engine``).
 
 - ``vllm-local``: vLLM's AsyncLLM in this process (the embedded default on one machine);
-- ``vllm-server``: any OpenAI-compatible completions server, vLLM's in production.
+- ``vllm-server``: any OpenAI-compatible completions server, vLLM's in production; several
+  addresses make a ``PoolEngine`` (prefix affinity, failover); ``serving`` is the endpoint that
+  serves every policy of a host.
 
 vLLM itself is imported only when a local engine starts.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from workers.engines.base import (
     Engine,
@@ -39,7 +43,19 @@ def make_engine(config: EngineConfig) -> Engine:
         return LocalEngine(config)
     from workers.engines.server import ServerEngine
 
-    return ServerEngine(config)
+    if len(config.base_urls) == 1:
+        return ServerEngine(config)
+    from transformers import AutoTokenizer
+
+    from workers.engines.pool import PoolEngine
+
+    tokenizer = AutoTokenizer.from_pretrained(config.tokenizer or config.model)
+    return PoolEngine(
+        [
+            ServerEngine(dataclasses.replace(config, base_urls=(url,)), tokenizer=tokenizer)
+            for url in config.base_urls
+        ]
+    )
 
 
 async def open_engine(config: EngineConfig) -> Engine:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
+from workers.engines.hint_stops import HintStops
+
 
 class EngineError(RuntimeError):
     """A generation request failed (bad request, server error, dead engine)."""
@@ -39,6 +41,9 @@ class GenerationParams:
     # Forcing a length (benchmarks compare against plain generation of the same token counts).
     min_tokens: int = 0
     ignore_eos: bool = False
+    # End after a drawn conjunction instead of stopping at each (``hint_stops``); only for an
+    # engine whose ``hint_stops`` is True.
+    hint_stops: HintStops | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,9 @@ class Engine(Protocol):
     name: str
     tokenizer: Any  # a Hugging Face tokenizer (see Tokenizer)
     max_model_len: int
+    # Whether requests may carry GenerationParams.hint_stops (an engine without the attribute:
+    # False, and the rollout stops at every conjunction).
+    hint_stops: bool
 
     async def check(self) -> None:
         """Raise EngineUnavailable unless the engine can take requests now."""
@@ -111,7 +119,11 @@ class EngineConfig:
     max_num_seqs: int | None = _help("most sequences decoded at once; None: vLLM's default", None)
     dtype: str = _help("weights dtype ('auto', 'bfloat16', 'float32', ...)", "auto")
     # vllm-server
-    base_url: str = _help("OpenAI-compatible API root", "http://127.0.0.1:8000/v1")
+    base_urls: tuple[str, ...] = _help(
+        "OpenAI-compatible API roots serving the model; with several, requests spread over them "
+        "and the turns of a trajectory stay on one (see pool.PoolEngine)",
+        ("http://127.0.0.1:8000/v1",),
+    )
     api_key: str | None = _help("bearer token for the server, if it wants one", None)
     connect_timeout_s: float = _help("seconds to open a connection before EngineUnavailable", 3.0)
     request_timeout_s: float = _help("seconds one generation request may take", 600.0)
@@ -123,6 +135,16 @@ class EngineConfig:
             raise ValueError("engine config needs 'model' (a path or hub id) for vllm-local")
         if self.max_model_len <= 0:
             raise ValueError(f"max_model_len must be positive, got {self.max_model_len}")
+        # Stored JSON and settings give a list or one comma-separated string.
+        urls = self.base_urls
+        if isinstance(urls, str):
+            urls = urls.split(",")
+        urls = tuple(url.strip() for url in urls if url.strip())
+        if self.kind == "vllm-server" and not urls:
+            raise ValueError("engine config needs at least one address in 'base_urls'")
+        if len(set(urls)) != len(urls):
+            raise ValueError(f"engine addresses repeat: {list(urls)}")
+        object.__setattr__(self, "base_urls", urls)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EngineConfig:

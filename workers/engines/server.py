@@ -30,7 +30,9 @@ class ServerEngine:
     def __init__(self, config: EngineConfig, *, tokenizer: Any = None) -> None:
         self.config = config
         self.name = config.model
-        self.base_url = config.base_url.rstrip("/")
+        if len(config.base_urls) != 1:
+            raise ValueError(f"a ServerEngine talks to one address, got {list(config.base_urls)}")
+        self.base_url = config.base_urls[0].rstrip("/")
         if tokenizer is None:
             from transformers import AutoTokenizer
 
@@ -55,6 +57,10 @@ class ServerEngine:
             raise EngineTimeout(
                 f"engine server {self.base_url} timed out after "
                 f"{self.config.request_timeout_s:g} s ({type(exc).__name__})"
+            ) from exc
+        except httpx.TransportError as exc:  # the connection broke: the server went away
+            raise EngineUnavailable(
+                f"engine server {self.base_url} dropped the connection: {type(exc).__name__}: {exc}"
             ) from exc
         except httpx.HTTPError as exc:
             raise EngineError(f"engine server {url}: {type(exc).__name__}: {exc}") from exc

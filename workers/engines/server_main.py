@@ -90,12 +90,10 @@ def server_command(
     return argv, env
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+def add_engine_flags(parser: argparse.ArgumentParser, *, skip: Sequence[str] = ()) -> None:
+    """One flag per EngineConfig field that vLLM's server takes (``--max-model-len``, ...)."""
     for field in dataclasses.fields(EngineConfig):
-        if field.name not in _SERVER_FIELDS:
+        if field.name not in _SERVER_FIELDS or field.name in skip:
             continue
         flag = "--" + field.name.replace("_", "-")
         help_text = field.metadata.get("help", "")
@@ -106,18 +104,35 @@ def _parser() -> argparse.ArgumentParser:
         else:
             kind = {"int": int, "float": float}.get(str(field.type).split(" |")[0], str)
             parser.add_argument(flag, type=kind, default=field.default, help=help_text)
+
+
+def engine_config_from(args: argparse.Namespace, **values: object) -> EngineConfig:
+    """The EngineConfig that ``add_engine_flags``' parsed flags describe."""
+    found = {name: getattr(args, name) for name in _SERVER_FIELDS if hasattr(args, name)}
+    return EngineConfig(kind="vllm-server", **{**found, **values})
+
+
+def split_extra(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Our flags, and what follows ``--`` (vLLM's own flags, passed on unchanged)."""
+    args = list(argv)
+    if "--" not in args:
+        return args, []
+    cut = args.index("--")
+    return args[:cut], args[cut + 1 :]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    add_engine_flags(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in args_list:
-        cut = args_list.index("--")
-        args_list, extra = args_list[:cut], args_list[cut + 1 :]
+    args_list, extra = split_extra(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(args_list)
-    values = {name: getattr(args, name) for name in _SERVER_FIELDS}
-    config = EngineConfig(kind="vllm-server", **values)
+    config = engine_config_from(args)
     command, env = server_command(config, host=args.host, port=args.port, extra=extra)
     os.execve(command[0], command, {**os.environ, **env})
 
