@@ -221,6 +221,7 @@ def _parquet_chunks(export: Export) -> Iterator[bytes]:
 # --- Preference pairs (TRL's conversational preference format) --------------------------------
 
 CORRECTION = "correction"  # chosen: the corrected text in the version; rejected: as generated
+CHOSEN_PER_PROBLEM = 16
 DECISION = "decision"  # chosen: an approved member; rejected: a trajectory of its problem
 
 
@@ -268,8 +269,9 @@ def preference_pairs(version: DatasetVersion) -> Iterator[PreferencePair]:
 
     Per problem: a correction pair for each member whose text differs from what the policy
     generated, then a decision pair for each trajectory rejected at freeze time, paired with the
-    problem's members in turn (each rejected text appears once). Two ordered server-side
-    cursors are merged, so memory holds one problem's members at a time.
+    problem's members in turn (its first CHOSEN_PER_PROBLEM: D_START has one member per problem,
+    D_seed a few), so each rejected text appears once. Two ordered server-side cursors are
+    merged; memory holds at most CHOSEN_PER_PROBLEM members, however large a problem's group.
     """
     original = Case(
         When(~Q(text=F("trajectory__original_text")), then=F("trajectory__original_text")),
@@ -298,11 +300,14 @@ def preference_pairs(version: DatasetVersion) -> Iterator[PreferencePair]:
     )
     pending = next(rejected, None)
     for problem_id, rows in itertools.groupby(members, key=lambda row: row[0]):
-        group = [
-            (trajectory_id, prompt, text, orjson.loads(spans), before, hints)
-            for _, trajectory_id, prompt, text, spans, before, hints in rows
-        ]
-        for trajectory_id, prompt, text, spans, before, hints in group:
+        while pending is not None and pending[0] < problem_id:
+            pending = next(rejected, None)
+        wanted = pending is not None and pending[0] == problem_id
+        chosen: list[tuple[int, str, str, list[list[int]]]] = []
+        for _, trajectory_id, prompt, text, spans_json, before, hints in rows:
+            spans = orjson.loads(spans_json)
+            if wanted and len(chosen) < CHOSEN_PER_PROBLEM:
+                chosen.append((trajectory_id, prompt, text, spans))
             if before is not None:
                 yield PreferencePair(
                     CORRECTION,
@@ -316,22 +321,21 @@ def preference_pairs(version: DatasetVersion) -> Iterator[PreferencePair]:
                     loss_mask_spans(parse(before, hints=hints)),
                 )
         turn = 0
-        while pending is not None and pending[0] <= problem_id:
-            if pending[0] == problem_id:
-                _, rejected_id, rejected_text, hints = pending
-                trajectory_id, prompt, text, spans, _, _ = group[turn % len(group)]
-                turn += 1
-                yield PreferencePair(
-                    DECISION,
-                    problem_id,
-                    prompt,
-                    trajectory_id,
-                    text,
-                    spans,
-                    rejected_id,
-                    rejected_text,
-                    loss_mask_spans(parse(rejected_text, hints=hints)),
-                )
+        while pending is not None and pending[0] == problem_id:
+            _, rejected_id, rejected_text, hints = pending
+            trajectory_id, prompt, text, spans = chosen[turn % len(chosen)]
+            turn += 1
+            yield PreferencePair(
+                DECISION,
+                problem_id,
+                prompt,
+                trajectory_id,
+                text,
+                spans,
+                rejected_id,
+                rejected_text,
+                loss_mask_spans(parse(rejected_text, hints=hints)),
+            )
             pending = next(rejected, None)
 
 

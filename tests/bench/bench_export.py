@@ -8,6 +8,10 @@ Figures (`run_bench()`, or `python -m tests.bench.bench_export` for JSON on stdo
 - `export.raw_cursor_rows_per_s`: psycopg reading the same columns of the same rows over a named
   (server-side) cursor in a transaction, 2000 rows per fetch, doing nothing with them, best of 5;
 - `export.over_raw_cursor`: their ratio (goal >= 0.8);
+- `export.preference_rows_per_s`: the `preference` JSONL export of the same version through the
+  same endpoint, best of 3: every item is a correction pair (its 8 KB text over the short one
+  its trajectory was generated with) and REJECTIONS trajectories of the problem that stood
+  rejected at the freeze make decision pairs, X-Row-Count's pair count included;
 - `export.rss_1m_over_100k`: peak RSS of a `manage.py export_dataset` process exporting 1M rows
   over the same for 100k rows (goal about 1), with both figures in MB and the 1M export's rows/s.
 
@@ -41,6 +45,8 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[2]
 BENCH_DB = "start_curation_bench_export"
 THROUGHPUT_ROWS = 100_000
+REJECTIONS = 10_000
+PREFERENCE_RUNS = 3
 MEMORY_ROWS = (100_000, 1_000_000)
 TEXT_CHARS = 8192
 RUNS = 5
@@ -94,7 +100,11 @@ def _clone_sql(model, template_id: int, overrides: dict[str, str], source: str) 
     """INSERT ... SELECT copying a template row once per row of `source` (aliased `s`), with
     some columns replaced by SQL expressions: robust to columns added to the model later."""
     table = model._meta.db_table
-    columns = [f.column for f in model._meta.concrete_fields if not f.primary_key]
+    columns = [
+        f.column
+        for f in model._meta.concrete_fields
+        if not f.primary_key and not getattr(f, "generated", False)  # the database computes those
+    ]
     names = ", ".join(f'"{c}"' for c in columns)
     values = ", ".join(overrides.get(c, f'tpl."{c}"') for c in columns)
     return (
@@ -105,6 +115,9 @@ def _clone_sql(model, template_id: int, overrides: dict[str, str], source: str) 
 
 def _populate() -> dict[str, int]:
     """Trajectories and three frozen versions; returns each version's number by name."""
+    from datetime import timedelta
+
+    from django.contrib.auth import get_user_model
     from django.db import connection, transaction
 
     from curation import models
@@ -180,6 +193,27 @@ def _populate() -> dict[str, int]:
             }
             cursor.execute(_clone_sql(models.DatasetItem, item.pk, overrides, source))
         cursor.execute("DELETE FROM curation_datasetitem WHERE id = %s", [item.pk])
+        # Trajectories after the throughput members, rejected before the freeze: decision pairs.
+        rejection = models.Revision.objects.create(
+            trajectory=template,
+            author=get_user_model().objects.create(username="bench-reviewer"),
+            action="decide_rejected",
+            reason="Wrong final answer",
+            before_text="short",
+            after_text="short",
+            base_version=1,
+        )
+        frozen_at = versions["throughput"].created_at - timedelta(hours=1)
+        models.Revision.objects.filter(pk=rejection.pk).update(created_at=frozen_at)
+        cursor.execute(
+            _clone_sql(
+                models.Revision,
+                rejection.pk,
+                {"trajectory_id": "s.id"},
+                f"SELECT id FROM curation_trajectory WHERE id <> {template.pk} ORDER BY id "
+                f"OFFSET {THROUGHPUT_ROWS} LIMIT {REJECTIONS - 1}",  # the template's is one
+            )
+        )
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE curation_datasetitem")
         cursor.execute("VACUUM ANALYZE curation_trajectory")
@@ -216,6 +250,17 @@ def _api_rows_per_s(client, url: str) -> float:
     elapsed = time.perf_counter() - started
     rows = int(response["X-Row-Count"])
     assert rows == THROUGHPUT_ROWS and size > rows * TEXT_CHARS, (rows, size)
+    return rows / elapsed
+
+
+def _preference_rows_per_s(client, url: str) -> float:
+    started = time.perf_counter()
+    response = client.get(url, {"format": "preference"})
+    assert response.status_code == 200, response.status_code
+    size = sum(len(chunk) for chunk in response.streaming_content)
+    elapsed = time.perf_counter() - started
+    rows = int(response["X-Row-Count"])
+    assert rows == THROUGHPUT_ROWS + REJECTIONS and size > THROUGHPUT_ROWS * TEXT_CHARS, rows
     return rows / elapsed
 
 
@@ -263,12 +308,15 @@ def _inside() -> dict[str, float]:
         raw.append(_raw_cursor_rows_per_s(version_id))
         api.append(_api_rows_per_s(client, url))
 
+    preference = [_preference_rows_per_s(client, url) for _ in range(PREFERENCE_RUNS)]
+
     small_mb, _ = _peak_rss("m100000", numbers["m100000"])
     big_mb, big_s = _peak_rss("m1000000", numbers["m1000000"])
     return {
         "export.rows_per_s": max(api),
         "export.raw_cursor_rows_per_s": max(raw),
         "export.over_raw_cursor": max(api) / max(raw),
+        "export.preference_rows_per_s": max(preference),
         "export.rss_100k_mb": small_mb,
         "export.rss_1m_mb": big_mb,
         "export.rss_1m_over_100k": big_mb / small_mb,

@@ -150,6 +150,22 @@ def test_pairs_are_those_of_the_freeze_whatever_happens_later(history):
     assert b"".join(Export(version, "preference").chunks()) == before
 
 
+def test_each_rejected_text_is_paired_once_with_the_members_in_turn(monkeypatch):
+    ann = UserFactory(username="ann")
+    round_, problem = RoundFactory(), ProblemFactory()
+    members = [_trajectory(round_, problem, n, review_status="approved") for n in (1, 2)]
+    rejected = [_trajectory(round_, problem, n) for n in (10, 11, 12)]
+    for trajectory in rejected:
+        _decide(trajectory, ann, ReviewStatus.REJECTED)
+    dataset = Dataset.objects.create(name="many", kind=DatasetKind.CUSTOM)
+    version = dataset_version_freeze(dataset=dataset, rounds=[round_])
+    pairs = [(r["chosen_trajectory_id"], r["rejected_trajectory_id"]) for r in _rows(version)]
+    m, r = [t.pk for t in members], [t.pk for t in rejected]
+    assert pairs == [(m[0], r[0]), (m[1], r[1]), (m[0], r[2])]
+    monkeypatch.setattr("curation.exporting.CHOSEN_PER_PROBLEM", 1)  # memory stays bounded
+    assert [c for c, _ in ((r["chosen_trajectory_id"], 0) for r in _rows(version))] == [m[0]] * 3
+
+
 def test_a_version_without_fixes_or_rejections_has_no_pairs(history):
     round_ = RoundFactory()
     _trajectory(round_, ProblemFactory(), 5, review_status=ReviewStatus.APPROVED)
@@ -171,10 +187,11 @@ def test_the_folder_loads_with_datasets_and_its_card_describes_the_version(histo
             f"preference/train.{file_type}",
             f"sft/train.{file_type}",
         ]
-        sft = datasets.load_dataset(str(folder), split="train")
+        cache = str(tmp_path / "cache" / file_type)  # its own: never an earlier run's rows
+        sft = datasets.load_dataset(str(folder), split="train", cache_dir=cache)
         assert sorted(sft["trajectory_id"]) == sorted(trajectories.keys() - {min(trajectories) + 1})
         assert sft[0]["messages"][2]["role"] == "assistant" and "mask_spans" in sft.column_names
-        pairs = datasets.load_dataset(str(folder), "preference", split="train")
+        pairs = datasets.load_dataset(str(folder), "preference", split="train", cache_dir=cache)
         assert pairs["pair"] == ["correction", "decision"]
         assert {"prompt", "chosen", "rejected"} <= set(pairs.column_names)
 
@@ -231,7 +248,9 @@ def test_trls_dpo_trainer_takes_the_pairs_and_runs_a_step(history, tmp_path, tin
 
     version, _, _ = history
     export_folder(version=version, folder=tmp_path / "hf")
-    pairs = datasets.load_dataset(str(tmp_path / "hf"), "preference", split="train")
+    pairs = datasets.load_dataset(
+        str(tmp_path / "hf"), "preference", split="train", cache_dir=str(tmp_path / "cache")
+    )
     model = AutoModelForCausalLM.from_pretrained(tiny_policy_path)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     args = DPOConfig(
