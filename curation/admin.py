@@ -268,6 +268,7 @@ class RoundForm(forms.ModelForm):
             "temperature",
             "top_p",
             "max_tokens",
+            "reviews_required",
         ]
         help_texts = {
             "kind": "The paper's sampling: seed, 1 hinted + 1 plain at T=0; RFT, 16 plain at "
@@ -330,6 +331,7 @@ class RoundForm(forms.ModelForm):
                 kind=data.get("kind", RoundKind.SEED),
                 split=data.get("split"),
                 max_tokens=data.get("max_tokens"),
+                reviews_required=data.get("reviews_required"),
                 hint_config=hint_config,
                 tool_config=tool_config,
                 **sampling,
@@ -379,7 +381,7 @@ class RoundAdmin(admin.ModelAdmin):
     actions = ["launch_rounds", "cancel_rounds", "rerun_failed_chunks"]
     change_form_template = "admin/curation/round/change_form.html"
     fieldsets = [
-        (None, {"fields": ["name", "kind", "policy", "problem_sets", "split"]}),
+        (None, {"fields": ["name", "kind", "policy", "problem_sets", "split", "reviews_required"]}),
         (
             "Sampling",
             {"fields": ["samples_hinted", "samples_plain", "temperature", "top_p", "max_tokens"]},
@@ -460,6 +462,7 @@ class RoundAdmin(admin.ModelAdmin):
         "temperature",
         "top_p",
         "max_tokens",
+        "reviews_required",
         "hint_config",
         "tool_config",
         "status",
