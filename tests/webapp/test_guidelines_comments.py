@@ -102,3 +102,16 @@ def test_a_suggestion_shows_in_the_decide_card_and_decides_nothing(ann):
     Trajectory.objects.filter(pk=trajectory.pk).update(version=3)
     page = ann.get(reverse("ui:trajectory", args=[trajectory.pk])).content.decode()
     assert "for v1 — the text changed since" in page
+
+
+def test_curators_write_guidelines_on_the_datasets_admin_page(client):
+    curator = data.curator("cy")
+    curator.is_staff = True
+    curator.save()
+    client.force_login(curator)
+    dataset = Dataset.objects.create(name="d-seed", kind=DatasetKind.SEED)
+    url = reverse("admin:curation_dataset_change", args=[dataset.pk])
+    assert 'name="guidelines"' in client.get(url).content.decode()
+    fields = {"name": "d-seed", "kind": "d_seed", "description": "", "guidelines": "# Fix `...`"}
+    assert client.post(url, fields).status_code == 302
+    assert Dataset.objects.get().guidelines == "# Fix `...`"

@@ -193,6 +193,10 @@ def test_a_judge_suggests_and_the_human_decides(judge, ann):
     assert suggestion["decision"] == "approved" and suggestion["author"] == "judge-bot"
     assert (suggestion["source"], suggestion["version"]) == ("judge-7b", 1)
 
+    listed = ann.get("/api/trajectories/", {"suggested": "true"}).json()["results"]
+    assert [t["id"] for t in listed] == [trajectory.pk]
+    assert ann.get("/api/trajectories/", {"suggested": "false"}).json()["results"] == []
+
     # The judge can neither decide nor edit; a suggestion for an older version is a 409.
     decide = judge.post(f"{url}/decide/", {"decision": "approved", "base_version": 1})
     assert decide.status_code == 403
@@ -203,6 +207,9 @@ def test_a_judge_suggests_and_the_human_decides(judge, ann):
     assert stale.status_code == 409
     assert Suggestion.objects.count() == 1
     assert Trajectory.objects.get(pk=trajectory.pk).review_status == ReviewStatus.PENDING
+    # The text moved on: the suggestion was about an older version, so it is left to judge.
+    unjudged = ann.get("/api/trajectories/", {"suggested": "false"}).json()["results"]
+    assert [t["id"] for t in unjudged] == [trajectory.pk]
 
 
 def test_write_permissions_by_role():

@@ -309,6 +309,13 @@ class TrajectoryFilterSerializer(serializers.Serializer):
     )
     min_flags = serializers.IntegerField(required=False, min_value=0)
     max_flags = serializers.IntegerField(required=False, min_value=0)
+    suggested = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="true: a script or judge suggested a decision for its current version; "
+        "false: none did (the items left to pre-annotate).",
+    )
     search = serializers.CharField(
         required=False,
         max_length=200,

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Max, Prefetch, QuerySet
+from django.db.models import Count, Exists, Max, OuterRef, Prefetch, QuerySet
 from django.http import (
     Http404,
     HttpRequest,
@@ -66,6 +66,7 @@ from curation.models import (
     Round,
     RoundKind,
     SFTJob,
+    Suggestion,
     Trajectory,
 )
 from curation.review import trajectory_decide
@@ -580,6 +581,11 @@ class TrajectoryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiVie
                 trajectories = trajectories.filter(**{name: filters[name]})
         if filters.get("hinted") is not None:
             trajectories = trajectories.filter(hinted=filters["hinted"])
+        if filters.get("suggested") is not None:
+            judged = Exists(
+                Suggestion.objects.filter(trajectory=OuterRef("pk"), version=OuterRef("version"))
+            )
+            trajectories = trajectories.filter(judged if filters["suggested"] else ~judged)
         if "problem_set" in filters:
             trajectories = trajectories.filter(problem__problem_set__name=filters["problem_set"])
         if "min_flags" in filters:
