@@ -47,13 +47,13 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
 
 
 def tick_label(value: float) -> str:
-    """Short labels: 1.5, 0.03, 2e-06, 1,200."""
+    """Short labels: 1.5, 0.03, 1.5e-05, 1,200."""
     if value == 0:
         return "0"
     if abs(value) >= 1000:
         return f"{value:,.0f}"
     if abs(value) < 1e-3:
-        return f"{value:.0e}"
+        return f"{value:.2g}"
     return f"{value:.4g}"
 
 
