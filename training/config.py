@@ -146,6 +146,14 @@ class SFTRunConfig:
             "choices": ON_OVERLONG,
         },
     )
+    mask_hints: bool = field(
+        default=True,
+        metadata={
+            "help": "Hints carry no loss (the paper's reported setting); interpreter outputs never "
+            "do. False: the model is also trained to write the hints, so it learns to call the "
+            "tool unprompted even when it is too small to generalise from the code alone."
+        },
+    )
     eos_token: str | None = field(
         default=None,
         metadata={

@@ -14,7 +14,9 @@ Masking rule: a completion token carries no loss when ANY character it encodes l
 span (hints, ```output blocks: text the model did not write). A token straddling a span boundary
 is therefore masked: the model is never trained to produce text it did not write, at the price of
 an occasional token of its own next to a span. Characters that a tokenizer leaves out of every
-token's offsets (trimmed whitespace) count as part of the token after them.
+token's offsets (trimmed whitespace) count as part of the token after them. With
+`mask_hints=False` only the parts of the spans inside ```output blocks stay masked: the model is
+trained to write the hints too (see SFTRunConfig.mask_hints).
 
 TRL 1.16 keeps a pre-tokenized dataset's `labels` column as is. (Its `completion_mask` column is
 silently ignored unless `completion_only_loss=True` is set, so labels are built here instead.)
@@ -192,6 +194,24 @@ def completion_loss_mask(
     return (prefix[ends] - prefix[starts]) == 0
 
 
+def output_spans(spans: Iterable[Sequence[int]], content: str) -> list[list[int]]:
+    """The parts of `spans` that lie inside the content's ```output blocks."""
+    from curation.trajectory import parse, segment_spans  # no Django: the format module
+
+    segments = parse(content)
+    outputs = [
+        span
+        for segment, span in zip(segments, segment_spans(segments), strict=True)
+        if segment.kind == "output"
+    ]
+    kept = []
+    for start, end in spans:
+        for out_start, out_end in outputs:
+            if max(start, out_start) < min(end, out_end):
+                kept.append([max(start, out_start), min(end, out_end)])
+    return kept
+
+
 def _prompt_text(
     tokenizer: PreTrainedTokenizerBase, prompt_messages: list, content: str
 ) -> tuple[str, int]:
@@ -220,6 +240,7 @@ def tokenize_rows(
     tokenizer: PreTrainedTokenizerBase,
     *,
     eos_token: str | None = None,
+    mask_hints: bool = True,
 ) -> list[Example]:
     """Token ids and labels for rows that passed `check_rows` (see the module's masking rule)."""
     eos = eos_token or tokenizer.eos_token
@@ -236,9 +257,10 @@ def tokenize_rows(
             prompt, skip = _prompt_text(tokenizer, messages[:-1], content)
             prompts.append(prompt)
             contents.append(content[skip:])
-            spans.append(
-                [(max(s - skip, 0), max(e - skip, 0)) for s, e in row.get("mask_spans", [])]
-            )
+            masked = row.get("mask_spans", [])
+            if not mask_hints:
+                masked = output_spans(masked, content)
+            spans.append([(max(s - skip, 0), max(e - skip, 0)) for s, e in masked])
         prompt_enc = tokenizer(prompts, add_special_tokens=False)
         content_enc = tokenizer(contents, add_special_tokens=False, return_offsets_mapping=True)
         for i, row in enumerate(chunk):
@@ -278,12 +300,13 @@ def build_dataset(
     max_length: int,
     on_overlong: str = "report",
     eos_token: str | None = None,
+    mask_hints: bool = True,
 ) -> BuiltDataset:
     """Check, tokenize and label `rows`; texts over `max_length` tokens are handled by
     `on_overlong` ("report": DatasetError naming them; "truncate": keep the first max_length
     tokens; "drop": leave them out). Raises DatasetError before anything heavy is loaded."""
     check_rows(rows)
-    examples = tokenize_rows(rows, tokenizer, eos_token=eos_token)
+    examples = tokenize_rows(rows, tokenizer, eos_token=eos_token, mask_hints=mask_hints)
     overlong = [e for e in examples if len(e.input_ids) > max_length]
     overlong_ids = [e.row_id for e in overlong]
     if overlong and on_overlong == "report":

@@ -131,6 +131,7 @@ def main(cfg: SFTRunConfig, callbacks: Sequence[TrainerCallback] = ()) -> TrainR
         max_length=cfg.max_length,
         on_overlong=cfg.on_overlong,
         eos_token=cfg.eos_token,
+        mask_hints=cfg.mask_hints,
     )
     runtime = resolve_runtime(cfg, detect_environment())
     if runtime.attn_implementation == attention.NAME:

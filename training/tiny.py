@@ -38,14 +38,18 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_tokenizer(corpus: Iterable[str], vocab_size: int = 512) -> PreTrainedTokenizerFast:
+def build_tokenizer(
+    corpus: Iterable[str], vocab_size: int = 512, *, individual_digits: bool = False
+) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer on `corpus` and wrap it for transformers.
 
     Every byte is in the vocabulary (256 entries), so any text round-trips; the rest are the
     three special tokens (`<|endoftext|>` = pad, `<|im_start|>`, `<|im_end|>` = eos) and merges
     learnt from the corpus (fewer than `vocab_size` if the corpus is small). The same corpus
     gives the same tokenizer. Offsets are not trimmed, so each token's `offset_mapping` covers
-    exactly the characters it encodes (loss masking relies on it).
+    exactly the characters it encodes (loss masking relies on it). `individual_digits`: every
+    digit is a token of its own (no merge spans two digits), so copying a number is copying
+    its digits one by one.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
@@ -55,7 +59,11 @@ def build_tokenizer(corpus: Iterable[str], vocab_size: int = 512) -> PreTrainedT
         minimum = 256 + len(SPECIAL_TOKENS)
         raise ValueError(f"vocab_size must be at least {minimum}, got {vocab_size}")
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = byte_level
+    tokenizer.pre_tokenizer = (
+        pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+        if individual_digits
+        else byte_level
+    )
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(

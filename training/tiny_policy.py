@@ -14,6 +14,9 @@ numbers: the problems the tiny policy solves only with hints are the seed round'
 The cache key hashes the corpus, the build settings and the source of the code that trains
 (this module, training.tiny, training.sft, training.data, training.config): change any of them
 and the next call builds anew. Nothing is downloaded.
+
+`build_tiny_policy(family="arithmetic")` builds another family, one that generalises to problems
+it never saw (training.tiny_arithmetic): the policy the loop's fidelity test runs on.
 """
 
 from __future__ import annotations
@@ -35,11 +38,14 @@ from curation.hints import HINTS, Hint, get_hint, hint_text
 from curation.problems import ProblemSpec
 from curation.prompting import messages
 from curation.trajectory import CODE_FENCE, THINK_END, loss_mask_spans, output_block, parse
+from training import tiny_arithmetic as arithmetic
+from training.tiny_arithmetic import ArithmeticConfig
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE_ENV = "TINY_POLICY_CACHE"
 DEFAULT_CACHE = REPO / ".cache" / "tiny-policy"
 _SOURCES = ("tiny_policy.py", "tiny.py", "sft.py", "data.py", "config.py")
+FAMILIES = ("pool", "arithmetic")
 _MATH_HINTS = tuple(h for h in HINTS if h.domain == "math")
 THINK_START = "<think>\n"
 
@@ -50,6 +56,7 @@ class TinyPolicyConfig:
     pool_size: int = 40
     seed: int = 1234
     vocab_size: int = 1024
+    individual_digits: bool = False
     hidden_size: int = 128
     layers: int = 4
     heads: int = 4  # head_dim 32: vLLM's CPU attention refuses 16
@@ -437,33 +444,57 @@ def cache_root() -> Path:
     return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE)
 
 
-def content_hash(config: TinyPolicyConfig, rows: list[dict[str, Any]]) -> str:
+def content_hash(
+    config: TinyPolicyConfig | ArithmeticConfig,
+    rows: list[dict[str, Any]],
+    sources: tuple[str, ...] = _SOURCES,
+) -> str:
     digest = hashlib.sha256()
     digest.update(json.dumps(asdict(config), sort_keys=True).encode())
     for row in rows:
         digest.update(json.dumps(row, sort_keys=True).encode())
-    for name in _SOURCES:
+    for name in sources:
         digest.update((REPO / "training" / name).read_bytes())
     return digest.hexdigest()[:16]
 
 
+def _family(
+    family: str, config: TinyPolicyConfig | ArithmeticConfig | None
+) -> tuple[TinyPolicyConfig | ArithmeticConfig, list[Sample], tuple[str, ...]]:
+    """The family's config, training trajectories and hashed sources."""
+    if family == "pool":
+        config = config or TinyPolicyConfig()
+        assert isinstance(config, TinyPolicyConfig)
+        return config, build_corpus(config), _SOURCES
+    if family == "arithmetic":
+        config = config or ArithmeticConfig()
+        assert isinstance(config, ArithmeticConfig)
+        samples = [Sample(item.spec(), text, True) for item, text in arithmetic.corpus(config)]
+        return config, samples, (*_SOURCES, "tiny_arithmetic.py")
+    raise ValueError(f"unknown tiny policy family {family!r}: one of {', '.join(FAMILIES)}")
+
+
 def build_tiny_policy(
     force: bool = False,
-    config: TinyPolicyConfig | None = None,
+    config: TinyPolicyConfig | ArithmeticConfig | None = None,
     *,
+    family: str = "pool",
     torch_threads: int = 1,
     log: Callable[[str], None] = print,
     callbacks: Sequence[Any] = (),
 ) -> Path:
     """The tiny policy's directory, built (a few minutes on CPU) unless cached.
 
+    ``family``: "pool" (the default: a pool of 40 problems it memorises, for the app's demo and
+    tests) or "arithmetic" (training.tiny_arithmetic: it generalises to unseen problems).
+
     ``torch_threads``: a model this small gains little from a second thread, and on a busy
     2-core machine two spinning OpenMP threads ran SFT ~10x slower than one. ``callbacks``:
     transformers TrainerCallbacks for the SFT run (the demo shows its progress with one).
     """
-    config = config or TinyPolicyConfig()
-    rows = corpus_rows(build_corpus(config))
-    target = cache_root() / content_hash(config, rows)
+    config, samples, sources = _family(family, config)
+    rows = corpus_rows(samples)
+    target = cache_root() / content_hash(config, rows, sources)
     if (target / "config.json").is_file() and not force:
         return target
     log(f"building the tiny policy into {target} ({len(rows)} trajectories)")
@@ -479,7 +510,7 @@ def build_tiny_policy(
 
 
 def _build(
-    config: TinyPolicyConfig,
+    config: TinyPolicyConfig | ArithmeticConfig,
     rows: list[dict[str, Any]],
     target: Path,
     log: Callable[[str], None],
@@ -492,7 +523,9 @@ def _build(
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as work:
         work_dir = Path(work)
         texts = [m["content"] for row in rows for m in row["messages"]]
-        tokenizer = build_tokenizer(texts, vocab_size=config.vocab_size)
+        tokenizer = build_tokenizer(
+            texts, vocab_size=config.vocab_size, individual_digits=config.individual_digits
+        )
         model = build_model(
             tokenizer,
             hidden_size=config.hidden_size,

@@ -9,9 +9,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--force", action="store_true", help="Rebuild even if cached.")
+        parser.add_argument(
+            "--family",
+            default="pool",
+            choices=("pool", "arithmetic"),
+            help="pool: the default policy, 40 problems it memorises (demo, tests); arithmetic: "
+            "a policy that generalises to unseen problems (the loop's fidelity test).",
+        )
 
-    def handle(self, *args, force: bool, **options) -> None:
+    def handle(self, *args, force: bool, family: str, **options) -> None:
         from training.tiny_policy import build_tiny_policy
 
-        path = build_tiny_policy(force=force)
+        path = build_tiny_policy(force=force, family=family)
         self.stdout.write(f"tiny policy: {path}")
