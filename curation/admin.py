@@ -37,6 +37,7 @@ from curation.datasets import (
     select_seed_candidates,
     select_start_candidates,
 )
+from curation.evaluation import scaling_chart, scaling_series
 from curation.hints import HintConfig
 from curation.importing import MAX_REPORTED_ERRORS, problem_set_import_upload
 from curation.models import (
@@ -45,6 +46,7 @@ from curation.models import (
     RoundKind,
     Split,
 )
+from curation.problems import FORMATS
 from curation.roles import roles_change_record, roles_snapshot
 
 POLL_SECONDS = 3
@@ -69,8 +71,9 @@ def _change_url(obj: Any) -> str:
 class ProblemImportForm(forms.Form):
     file = forms.FileField(
         help_text="JSONL (one problem per line), or a Parquet, Arrow or CSV file in the Hugging "
-        "Face datasets layout. Math: problem, answer; code: problem, tests, starter_code; "
-        "multiple choice: question, choices, answer."
+        "Face datasets layout: a published benchmark's columns (MATH-500, AIME, AMC, GPQA, "
+        "LiveCodeBench, HumanEval, MBPP), or the generic ones. Math: problem, answer; code: "
+        "problem, tests, starter_code; multiple choice: question, choices, answer."
     )
     name = forms.SlugField(
         max_length=100, help_text="The problem set to create, or to update (matched on ids)."
@@ -84,6 +87,12 @@ class ProblemImportForm(forms.Form):
         required=False,
         help_text="The field that identifies a record, or 'line' to number them "
         "(default: id, idx, question_number...).",
+    )
+    format = forms.ChoiceField(
+        choices=lambda: [("", "Find it from the columns"), *((f.name, f.name) for f in FORMATS)],
+        required=False,
+        help_text="A published benchmark's layout (MATH-500, GPQA, LiveCodeBench, HumanEval, "
+        "MBPP...) or the generic one.",
     )
 
 
@@ -118,13 +127,14 @@ class ProblemSetAdmin(admin.ModelAdmin):
                 split=data["split"],
                 default_domain=data["domain"] or None,
                 id_field=data["id_field"] or None,
+                format=data["format"] or None,
             )
             if report.ok:
                 problem_set = models.ProblemSet.objects.get(name=report.problem_set)
                 self.message_user(
                     request,
                     f"{report.problem_set}: {report.created} problems created, "
-                    f"{report.updated} updated.",
+                    f"{report.updated} updated ({report.notes()}).",
                     messages.SUCCESS,
                 )
                 changelist = reverse("admin:curation_problem_changelist")
@@ -254,6 +264,15 @@ class RoundForm(forms.ModelForm):
     notebook = forms.BooleanField(
         required=False, help_text="One interpreter session per trajectory, kept across cells."
     )
+    run_code = forms.ChoiceField(
+        choices=[
+            ("all", "every sample"),
+            ("hinted", "hinted samples only (the paper's greedy base runs no tools)"),
+            ("none", "no sample (tools off: the QwQ-RFT control)"),
+        ],
+        initial="all",
+        label="Code runs for",
+    )
 
     class Meta:
         model = models.Round
@@ -295,6 +314,7 @@ class RoundForm(forms.ModelForm):
             "timeout_s": tools.get("timeout_s", 10),
             "memory_mb": tools.get("memory_mb", 1024),
             "notebook": tools.get("notebook", False),
+            "run_code": tools.get("run_code", "all"),
         }
         for name, value in initial.items():
             self.fields[name].initial = value
@@ -324,6 +344,7 @@ class RoundForm(forms.ModelForm):
             "timeout_s": data.get("timeout_s", 10),
             "memory_mb": data.get("memory_mb", 1024),
             "notebook": data.get("notebook", False),
+            "run_code": data.get("run_code", "all"),
         }
         sampling = {name: data.get(name) for name in services.ROUND_DEFAULTS[RoundKind.SEED]}
         try:
@@ -347,6 +368,49 @@ class RoundForm(forms.ModelForm):
         for name, value in self.settings.items():
             setattr(self.instance, name, value)
         return super().save(commit)
+
+
+class EvaluationFilterForm(forms.Form):
+    """Which eval rounds the evaluation page reads (all of them when nothing is chosen)."""
+
+    policy = forms.ModelMultipleChoiceField(
+        queryset=models.Policy.objects.order_by("created_at", "id"), required=False
+    )
+    problem_set = forms.ModelMultipleChoiceField(
+        queryset=models.ProblemSet.objects.all(), required=False, label="Problem sets"
+    )
+
+
+class EvaluationSweepForm(forms.Form):
+    """One eval round per number of end-of-thinking hints, launched at once
+    (`services.evaluation_sweep_launch` checks everything; its refusals land on the fields)."""
+
+    name = forms.SlugField(max_length=150, help_text="The rounds are named <name>-end<k>.")
+    policy = forms.ModelChoiceField(
+        queryset=models.Policy.objects.order_by("created_at", "id"), required=False
+    )
+    problem_sets = forms.ModelMultipleChoiceField(
+        queryset=models.ProblemSet.objects.all(), required=False
+    )
+    split = forms.ChoiceField(
+        choices=[("", "Every split"), *Split.choices], required=False, initial=Split.TEST
+    )
+    end_repeats = forms.CharField(
+        initial=", ".join(str(k) for k in services.SWEEP_END_REPEATS),
+        help_text="Comma-separated numbers of end-of-thinking hints, one round each.",
+    )
+    samples = forms.IntegerField(initial=1, help_text="Hinted samples per problem.")
+    temperature = forms.FloatField(initial=0.0)
+    max_tokens = forms.IntegerField(required=False, help_text="Blank: the round default.")
+
+    def clean_end_repeats(self) -> list[int]:
+        words = [w.strip() for w in self.cleaned_data["end_repeats"].split(",") if w.strip()]
+        try:
+            return [int(w) for w in words]
+        except ValueError:
+            raise forms.ValidationError(
+                "whole numbers separated by commas, e.g. 0, 1, 2, 4"
+            ) from None
 
 
 def _run_on_rounds(request: HttpRequest, rounds, action: str) -> None:
@@ -380,6 +444,7 @@ class RoundAdmin(admin.ModelAdmin):
     list_select_related = ["policy"]
     actions = ["launch_rounds", "cancel_rounds", "rerun_failed_chunks"]
     change_form_template = "admin/curation/round/change_form.html"
+    change_list_template = "admin/curation/round/change_list.html"
     fieldsets = [
         (None, {"fields": ["name", "kind", "policy", "problem_sets", "split", "reviews_required"]}),
         (
@@ -400,7 +465,7 @@ class RoundAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        ("Tools", {"fields": ["max_tool_calls", "timeout_s", "memory_mb", "notebook"]}),
+        ("Tools", {"fields": ["max_tool_calls", "timeout_s", "memory_mb", "notebook", "run_code"]}),
     ]
 
     @admin.display(description="Hint texts")
@@ -504,6 +569,8 @@ class RoundAdmin(admin.ModelAdmin):
     def get_urls(self):
         wrap = self.admin_site.admin_view
         return [
+            path("evaluation/", wrap(self.evaluation_view), name="curation_round_evaluation"),
+            path("sweep/", wrap(self.sweep_view), name="curation_round_sweep"),
             path("<int:pk>/progress/", wrap(self.progress_view), name="curation_round_progress"),
             path(
                 "<int:pk>/launch/",
@@ -553,6 +620,69 @@ class RoundAdmin(admin.ModelAdmin):
         round_ = get_object_or_404(models.Round, pk=pk)
         _run_on_rounds(request, [round_], action)
         return redirect(self._url("progress", round_))
+
+    def evaluation_view(self, request: HttpRequest) -> HttpResponse:
+        """The eval rounds' table (rows per policy and setting, columns per problem set) and
+        the test-time scaling chart; `?format=csv` downloads the table."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = EvaluationFilterForm(request.GET or None)
+        chosen = form.cleaned_data if form.is_valid() else {}
+        table = selectors.evaluation_table(
+            policies=chosen.get("policy"), problem_sets=chosen.get("problem_set")
+        )
+        if request.GET.get("format") == "csv":
+            response = HttpResponse(table.to_csv(), content_type="text/csv; charset=utf-8")
+            response["Content-Disposition"] = 'attachment; filename="evaluation.csv"'
+            return response
+        csv_query = request.GET.copy()
+        csv_query["format"] = "csv"
+        return _page(
+            self,
+            request,
+            "admin/curation/round/evaluation.html",
+            title="Evaluation",
+            form=form,
+            table=table,
+            chart=scaling_chart(scaling_series(table)),
+            csv_url=f"?{csv_query.urlencode()}",
+            can_sweep=self.has_launch_permission(request),
+        )
+
+    def sweep_view(self, request: HttpRequest) -> HttpResponse:
+        """Launch an eval sweep over end-of-thinking hint repeats (one round per count)."""
+        if not (self.has_launch_permission(request) and self.has_add_permission(request)):
+            raise PermissionDenied
+        form = EvaluationSweepForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                rounds = services.evaluation_sweep_launch(
+                    name=data["name"],
+                    policy=data["policy"],
+                    problem_sets=data["problem_sets"],
+                    end_repeats=data["end_repeats"],
+                    samples=data["samples"],
+                    temperature=data["temperature"],
+                    max_tokens=data["max_tokens"],
+                    split=data["split"],
+                    user=request.user,
+                )
+            except services.SettingError as exc:
+                form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+            except services.ConflictError as exc:
+                form.add_error(None, str(exc))
+            else:
+                names = ", ".join(r.name for r in rounds)
+                messages.success(request, f"Sweep launched: {names}.")
+                return redirect("admin:curation_round_evaluation")
+        return _page(
+            self,
+            request,
+            "admin/curation/round/sweep.html",
+            title="Launch an eval sweep",
+            form=form,
+        )
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -788,6 +918,12 @@ class SFTJobForm(forms.ModelForm):
     warmup_ratio = forms.FloatField(min_value=0, max_value=0.99, initial=0.03)
     packing = forms.BooleanField(required=False, initial=True)
     seed = forms.IntegerField(initial=42)
+    distributed = forms.ChoiceField(
+        choices=[("single", "single process"), ("fsdp", "FSDP"), ("zero3", "DeepSpeed ZeRO-3")],
+        initial="single",
+        help_text="FSDP and ZeRO-3 shard the model over num_processes GPUs of the train host.",
+    )
+    num_processes = forms.IntegerField(min_value=1, initial=1, help_text="One per GPU.")
     extra_config = forms.JSONField(
         required=False,
         initial=dict,
@@ -804,6 +940,8 @@ class SFTJobForm(forms.ModelForm):
         "warmup_ratio",
         "packing",
         "seed",
+        "distributed",
+        "num_processes",
     )
 
     class Meta:
@@ -862,6 +1000,7 @@ class SFTJobAdmin(admin.ModelAdmin):
         "error",
         "output_policy",
         "worker",
+        "command",
         "created_by",
         "created_at",
         "started_at",
@@ -927,6 +1066,11 @@ class SFTJobAdmin(admin.ModelAdmin):
                 wrap(require_POST(self.cancel_view)),
                 name="curation_sftjob_cancel",
             ),
+            path(
+                "<int:pk>/rerun/",
+                wrap(require_POST(self.rerun_view)),
+                name="curation_sftjob_rerun",
+            ),
             *super().get_urls(),
         ]
 
@@ -941,10 +1085,13 @@ class SFTJobAdmin(admin.ModelAdmin):
         )
         if not self.has_view_permission(request, job):
             raise PermissionDenied
+        if job.status == models.RunStatus.RUNNING and services.sft_jobs_recover():
+            job.refresh_from_db()  # a lost worker is noticed while someone watches
         template = "admin/curation/sftjob/progress.html"
         context = {
             "job": job,
             "active": job.status in models.ACTIVE_STATUSES,
+            "can_rerun": job.status in (models.RunStatus.FAILED, models.RunStatus.CANCELLED),
             "fraction": job.step / job.total_steps if job.total_steps else 0,
             "curve": loss_curve(job.history),
             "poll_seconds": POLL_SECONDS,
@@ -962,6 +1109,19 @@ class SFTJobAdmin(admin.ModelAdmin):
         )
         messages.info(request, f"SFT job {job.pk}: {job.get_status_display().lower()}.")
         return redirect("admin:curation_sftjob_progress", job.pk)
+
+    def rerun_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        if not request.user.has_perm("curation.change_sftjob"):
+            raise PermissionDenied
+        try:
+            job = services.sft_job_rerun(
+                job=get_object_or_404(models.SFTJob, pk=pk), user=request.user
+            )
+        except services.ConflictError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.info(request, f"SFT job {job.pk} queued again.")
+        return redirect("admin:curation_sftjob_progress", pk)
 
 
 def loss_curve(history: list[dict], *, width: int = 600, height: int = 200) -> dict | None:

@@ -129,7 +129,7 @@ class _HintedProblem(_CodeProblem, Protocol):
 def uses_call_harness(problem: _CodeProblem) -> bool:
     """Whether the problem's tests call a function/class (else they feed stdin)."""
     if problem.tests:
-        return any(t.get("type") == "call" for t in problem.tests)
+        return any(t.get("type") in ("call", "check") for t in problem.tests)
     return bool(problem.starter_code or problem.entry_point)
 
 
@@ -142,9 +142,11 @@ def _call_expression(entry_point: str, args: Sequence[Any]) -> str:
 
 
 def format_testcases(problem: _CodeProblem, *, max_cases: int = 3) -> str:
-    """The problem's sample tests, as they fill the debug hint's ``{testcase}``."""
+    """The problem's sample tests, as they fill the debug hint's ``{testcase}`` (a check
+    program's assertions are not samples: HumanEval's are hidden, MBPP's are in the prompt)."""
     lines: list[str] = []
-    for test in list(problem.tests)[:max_cases]:
+    samples = [t for t in problem.tests if t.get("type") != "check"]
+    for test in samples[:max_cases]:
         if test.get("type") == "call":
             call = _call_expression(problem.entry_point, test.get("args", []))
             lines.append(f"{call} -> expected {json.dumps(test.get('expected'))}")

@@ -11,7 +11,14 @@ from typing import Any
 from django.db import transaction
 
 from curation.models import Problem, ProblemSet, Split
-from curation.problems import ProblemFormatError, normalize_record
+from curation.problems import (
+    BenchmarkFormat,
+    ProblemFormatError,
+    UnknownFormatError,
+    detect_format,
+    format_named,
+    map_record,
+)
 
 MAX_LINE_BYTES = 10 * 1024 * 1024
 MAX_REPORTED_ERRORS = 50
@@ -23,14 +30,24 @@ class ImportReport:
     created: int = 0
     updated: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)  # (line number, why)
+    format: str = ""  # the published format the file's columns matched
+    unknown_columns: list[str] = field(default_factory=list)  # kept in metadata, not interpreted
 
     @property
     def ok(self) -> bool:
         return not self.errors
 
+    def notes(self) -> str:
+        """Which format was read, and the columns it does not know (kept, not interpreted)."""
+        text = f"format {self.format}" if self.format else ""
+        if self.unknown_columns:
+            text += f"; columns not in the format, kept in metadata: {self.unknown_columns}"
+        return text
+
     def summary(self) -> str:
         if self.ok:
-            return f"{self.problem_set}: {self.created} created, {self.updated} updated"
+            done = f"{self.problem_set}: {self.created} created, {self.updated} updated"
+            return f"{done} ({self.notes()})" if self.format else done
         shown = "\n".join(
             f"  line {line}: {why}" for line, why in self.errors[:MAX_REPORTED_ERRORS]
         )
@@ -95,28 +112,52 @@ def problem_set_import(
     default_domain: str | None = None,
     source: str = "",
     id_field: str | None = None,
+    format: str | None = None,
 ) -> ImportReport:
     """Validate every record, then write all of them in one transaction, or none.
 
-    The id is the record's own (`id`, `idx`, `question_number`...), or `id_field` when given
-    ("line" numbers the records); a record without one gets its line number. Re-importing the
-    same file updates the problems in place (matched on the id), so an import can be repeated.
+    The format is `format` (a name in `curation.problems.FORMATS`) or the one the first
+    record's columns match; columns that match none refuse the file, naming the columns found
+    and the formats known. Columns the format does not know are kept in the problems'
+    metadata and listed in the report. The id is the record's own (`id`, `idx`,
+    `question_number`...), or `id_field` when given ("line" numbers the records); a record
+    without one gets its line number. Re-importing the same file updates the problems in place
+    (matched on the id), so an import can be repeated.
     """
     report = ImportReport(problem_set=name)
     specs = []
     seen: dict[str, int] = {}
+    unknown: set[str] = set()
+    chosen: BenchmarkFormat | None = None
+    if format:
+        try:
+            chosen = format_named(format)
+        except ValueError as exc:
+            report.errors.append((0, str(exc)))
+            return report
     for number, record in records:
         if isinstance(record, str):
             report.errors.append((number, record))
             continue
+        if not isinstance(record, dict):
+            why = f"record: expected a JSON object, got {type(record).__name__}"
+            report.errors.append((number, why))
+            continue
         if contains_nul(record):  # valid JSON, but Postgres text cannot store it
             report.errors.append((number, "contains a NUL character (\\u0000)"))
             continue
+        if chosen is None:
+            try:
+                chosen = detect_format(record)
+            except UnknownFormatError as exc:
+                report.errors.append((number, str(exc)))
+                return report
         try:
-            spec = normalize_record(record, default_domain=default_domain)
+            spec = map_record(record, format=chosen, default_domain=default_domain)
         except ProblemFormatError as exc:
             report.errors.append((number, str(exc)))
             continue
+        unknown.update(chosen.unknown(record))
         if id_field == "line":
             spec.external_id = str(number)
         elif id_field:
@@ -130,6 +171,8 @@ def problem_set_import(
             continue
         seen[spec.external_id] = number
         specs.append(spec)
+    report.format = chosen.name if chosen else ""
+    report.unknown_columns = sorted(unknown)
     if not specs and not report.errors:
         report.errors.append((0, "the file holds no problems"))
     if report.errors:
@@ -172,6 +215,7 @@ def problem_set_import_upload(
     split: str = Split.TRAIN,
     default_domain: str | None = None,
     id_field: str | None = None,
+    format: str | None = None,
 ) -> ImportReport:
     """Import an uploaded file (Django's UploadedFile) for the admin and the API.
 
@@ -187,6 +231,7 @@ def problem_set_import_upload(
         "default_domain": default_domain,
         "source": f"upload:{upload.name}",
         "id_field": id_field,
+        "format": format,
     }
     if suffix in ("", ".jsonl", ".json", ".ndjson"):
         upload.seek(0)

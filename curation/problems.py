@@ -1,22 +1,33 @@
-"""Problems as plain data, and the mapping from the JSONL formats found in the wild to one shape.
+"""Problems as plain data, and the mapping from published benchmark formats to one shape.
 
-``normalize_record`` turns one decoded JSON line into a ``ProblemSpec`` or raises a
-``ProblemFormatError`` naming the field at fault. Formats handled (see shared/data/README.md):
-``problem`` or ``question`` or ``prompt`` as the statement; answers as numbers (27.0 -> "27"), LaTeX
-strings (``$10-4 n$`` -> ``10-4 n``), GSM8K worked solutions ending in ``#### N``; multiple choice
-with ``choices`` and an index answer (-> a letter); code problems with ``tests``, ``entry_point``,
-``starter_code`` (LiveCodeBench-style ``testtype``/JSON-string tests too). Fields not consumed are
-kept in ``metadata``. No Django here: the ``import_problems`` command calls this per line.
+A file's columns pick its format (``detect_format``; ``FORMATS`` lists them): the paper's
+benchmarks as published (MATH-500, AIME, AMC, GPQA-Diamond, LiveCodeBench, HumanEval, MBPP) and
+the generic layout, which also reads the Qwen2.5-Math evaluation files (shared/data/README.md).
+Columns that match no format are refused with the columns found and the formats known; columns a
+format does not know are kept verbatim in ``metadata`` and reported, never interpreted.
+
+``map_record`` turns one record into a ``ProblemSpec`` or raises a ``ProblemFormatError`` naming
+the field at fault. The generic layout (``normalize_record``): ``problem`` or ``question`` or
+``prompt`` as the statement; answers as numbers (27.0 -> "27"), LaTeX strings (``$10-4 n$`` ->
+``10-4 n``), GSM8K worked solutions ending in ``#### N``; multiple choice with ``choices`` and an
+index answer (-> a letter, the choices listed under the question); code problems with ``tests``,
+``entry_point``, ``starter_code``. No Django here: the importer calls this per record.
 """
 
 from __future__ import annotations
 
 import ast
+import base64
+import hashlib
+import io
 import json
 import math
+import pickle
+import random
 import re
 import string
-from collections.abc import Mapping
+import zlib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +35,16 @@ DOMAINS = ("math", "code", "science")
 LETTERS = string.ascii_uppercase[:10]  # "A".."J"
 
 _PROMPT_KEYS = ("problem", "question", "prompt", "question_content")
-_ID_KEYS = ("id", "idx", "question_number", "task_id", "question_id", "external_id")
+_ID_KEYS = (
+    "id",
+    "idx",
+    "question_number",
+    "task_id",
+    "question_id",
+    "external_id",
+    "unique_id",
+    "problem_idx",
+)
 _CONSUMED = {
     *_PROMPT_KEYS,
     *_ID_KEYS,
@@ -80,6 +100,7 @@ def normalize_record(
     if record.get("choices") not in (None, [], ""):
         spec.choices = _choices(record["choices"])
         spec.answer = _choice_answer(record.get("answer"), spec.choices)
+        spec.prompt = choice_prompt(prompt, spec.choices)
     elif domain == "code":
         spec.starter_code = _string_field(record, "starter_code")
         spec.tests = _tests(record.get("tests"))
@@ -283,3 +304,450 @@ def _entry_point_from_starter(starter_code: str) -> str:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             return node.name
     return ""
+
+
+def choice_prompt(question: str, choices: list[str]) -> str:
+    """The question with its lettered choices under it (as GPQA and MMLU present them), unless
+    the question already lists every choice."""
+    if all(choice in question for choice in choices):
+        return question
+    lines = "\n".join(
+        f"{letter}) {choice}" for letter, choice in zip(LETTERS, choices, strict=False)
+    )
+    return f"{question.rstrip()}\n\n{lines}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Published formats
+
+Mapper = Callable[[Mapping[str, Any], str | None], ProblemSpec]
+
+
+class UnknownFormatError(ValueError):
+    """A file whose columns match no known format: says the columns found and the formats known."""
+
+    def __init__(self, columns: Iterable[str]) -> None:
+        self.columns = sorted(columns)
+        known = "; ".join(f.describe() for f in FORMATS)
+        super().__init__(f"columns {self.columns} match no known format. Known formats: {known}")
+
+
+@dataclass(frozen=True)
+class BenchmarkFormat:
+    """A published layout: the columns that identify it, those it knows, how a row maps."""
+
+    name: str
+    published: str  # where it is published
+    required: frozenset[str]
+    optional: frozenset[str]
+    mapper: Mapper
+    any_of: frozenset[str] = frozenset()  # at least one of these too (the generic statement)
+    known_pattern: str = ""  # further known columns, by name (GPQA's validation columns)
+
+    def matches(self, columns: Iterable[str]) -> bool:
+        present = set(columns)
+        return self.required <= present and (not self.any_of or bool(self.any_of & present))
+
+    def unknown(self, columns: Iterable[str]) -> list[str]:
+        known = self.required | self.optional | self.any_of
+        return sorted(
+            c
+            for c in columns
+            if c not in known and not (self.known_pattern and re.fullmatch(self.known_pattern, c))
+        )
+
+    def describe(self) -> str:
+        needs = sorted(self.required)
+        if self.any_of:
+            needs.append(" or ".join(sorted(self.any_of)))
+        return f"{self.name} ({self.published}) needs {needs}"
+
+
+def detect_format(columns: Iterable[str]) -> BenchmarkFormat:
+    """The format a file's columns fit: of those whose required columns are all present, the
+    one leaving the fewest columns unknown, then the most specific. UnknownFormatError if none."""
+    columns = set(columns)
+    fitting = [f for f in FORMATS if f.matches(columns)]
+    if not fitting:
+        raise UnknownFormatError(columns)
+    return min(fitting, key=lambda f: (len(f.unknown(columns)), -len(f.required)))
+
+
+def format_named(name: str) -> BenchmarkFormat:
+    for candidate in FORMATS:
+        if candidate.name == name:
+            return candidate
+    raise ValueError(f"unknown format {name!r}; known: {[f.name for f in FORMATS]}")
+
+
+def map_record(
+    record: Mapping[str, Any], *, format: BenchmarkFormat, default_domain: str | None = None
+) -> ProblemSpec:
+    """One record of `format` as a ProblemSpec; columns the format does not know go into the
+    metadata as they are. ProblemFormatError names a missing or bad field."""
+    if not isinstance(record, Mapping):
+        raise ProblemFormatError("record", f"expected a JSON object, got {type(record).__name__}")
+    missing = sorted(format.required - set(record))
+    if missing:
+        raise ProblemFormatError(missing[0], f"missing: the {format.name} format needs it")
+    spec = format.mapper(record, default_domain)
+    for column in format.unknown(record):
+        spec.metadata.setdefault(column, record[column])
+    return spec
+
+
+def _text(record: Mapping[str, Any], key: str) -> str:
+    value = record.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ProblemFormatError(key, "expected a non-empty string")
+    return value
+
+
+def _kept(record: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    return {key: record[key] for key in keys if key in record and record[key] is not None}
+
+
+# --- Math -------------------------------------------------------------------------------------
+
+
+def _generic(record: Mapping[str, Any], default_domain: str | None) -> ProblemSpec:
+    return normalize_record(record, default_domain=default_domain)
+
+
+def _aime_capitalised(record: Mapping[str, Any], default_domain: str | None) -> ProblemSpec:
+    """Maxwell-Jia/AIME_2024: ID, Problem, Solution, Answer (an integer)."""
+    answer, _ = _math_answer(record.get("Answer"))
+    return ProblemSpec(
+        domain="math",
+        prompt=_text(record, "Problem"),
+        answer=answer,
+        external_id=str(record["ID"]),
+        metadata=_kept(record, ["Solution"]),
+    )
+
+
+# --- GPQA -------------------------------------------------------------------------------------
+
+# One seed for every import: the same question gets the same order on every machine and run.
+GPQA_SHUFFLE_SEED = 0
+_GPQA_OPTIONS = ("Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
+
+
+def gpqa_order(question: str, *, seed: int = GPQA_SHUFFLE_SEED) -> list[int]:
+    """The positions the four options take (0 is the correct one), fixed by the seed and the
+    question's text, so re-imports and other files of the same question agree."""
+    digest = hashlib.sha256(f"{seed}\n{question}".encode()).digest()
+    order = [0, 1, 2, 3]
+    random.Random(digest).shuffle(order)
+    return order
+
+
+def _gpqa(record: Mapping[str, Any], default_domain: str | None) -> ProblemSpec:
+    """Idavidrein/gpqa (gpqa_diamond): the correct answer and three incorrect ones, shuffled with
+    a fixed seed into choices A-D; the question lists them."""
+    question = _text(record, "Question").strip()
+    options = [_text(record, key).strip() for key in _GPQA_OPTIONS]
+    order = gpqa_order(question)
+    choices = [options[i] for i in order]
+    kept = [k for k in record if k not in (*_GPQA_OPTIONS, "Question")]
+    return ProblemSpec(
+        domain="science",
+        prompt=choice_prompt(question, choices),
+        answer=LETTERS[order.index(0)],
+        choices=choices,
+        external_id=str(record.get("Record ID") or ""),
+        metadata=_kept(record, kept),
+    )
+
+
+# --- LiveCodeBench ----------------------------------------------------------------------------
+
+# LiveCodeBench's hidden tests are base64 of zlib of a pickled JSON string. Decompressed they
+# can be large, but not without bound.
+MAX_PRIVATE_TESTS_BYTES = 256 << 20
+
+
+class _StringsOnly(pickle.Unpickler):
+    """Unpickles plain data only: a pickle that names any class or function is refused, so a
+    hostile file cannot run code on import."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"refused: the pickle names {module}.{name}")
+
+
+def decode_private_tests(value: Any) -> list[Any]:
+    """LiveCodeBench's `private_test_cases`: a JSON list, or its compressed encoding."""
+    if isinstance(value, list):
+        return value
+    if not isinstance(value, str):
+        raise ProblemFormatError("private_test_cases", "expected a string")
+    if value.lstrip().startswith("["):
+        text = value
+    else:
+        try:
+            packed = base64.b64decode(value.encode(), validate=True)
+            inflater = zlib.decompressobj()
+            raw = inflater.decompress(packed, MAX_PRIVATE_TESTS_BYTES)
+            if inflater.unconsumed_tail:
+                raise ProblemFormatError(
+                    "private_test_cases",
+                    f"decompresses past {MAX_PRIVATE_TESTS_BYTES >> 20} MB",
+                )
+            text = _StringsOnly(io.BytesIO(raw)).load()
+        except (ValueError, zlib.error, pickle.UnpicklingError, EOFError) as exc:
+            if isinstance(exc, ProblemFormatError):
+                raise
+            raise ProblemFormatError(
+                "private_test_cases", f"not JSON nor base64-zlib-pickle: {exc}"
+            ) from None
+    try:
+        tests = json.loads(text) if isinstance(text, str) else text
+    except json.JSONDecodeError as exc:
+        raise ProblemFormatError("private_test_cases", f"not valid JSON: {exc}") from None
+    if not isinstance(tests, list):
+        raise ProblemFormatError("private_test_cases", "expected a list of tests")
+    return tests
+
+
+_LCB_STARTER = (
+    "You will use the following starter code to write the solution to the problem and "
+    "enclose your code within delimiters."
+)
+_LCB_STDIN = (
+    "Read the inputs from stdin, solve the problem and write the answer to stdout (do not "
+    "directly test on the sample inputs). Enclose your code within delimiters."
+)
+
+
+def _livecodebench(record: Mapping[str, Any], default_domain: str | None) -> ProblemSpec:
+    """livecodebench/code_generation_lite: public tests (JSON) and private ones (encoded),
+    functional (a LeetCode method named by metadata's func_name) or stdin (AtCoder,
+    Codeforces); the prompt as LiveCodeBench frames it."""
+    statement = _text(record, "question_content")
+    starter = _string_field(record, "starter_code")
+    public = _tests(record.get("public_test_cases"))
+    private = [
+        _test(t, i) for i, t in enumerate(decode_private_tests(record["private_test_cases"]))
+    ]
+    try:
+        extra = json.loads(record.get("metadata") or "{}")
+    except json.JSONDecodeError as exc:
+        raise ProblemFormatError("metadata", f"not valid JSON: {exc}") from None
+    func_name = extra.get("func_name", "") if isinstance(extra, dict) else ""
+    entry_point = ""
+    if func_name:
+        owner = _entry_point_from_starter(starter).split(".")[0] if starter else ""
+        entry_point = f"{owner}.{func_name}" if owner and owner != func_name else func_name
+    tests = public + private
+    if any(t["type"] == "call" for t in tests) and not entry_point:
+        raise ProblemFormatError("metadata", "functional tests need metadata's func_name")
+    if starter:
+        prompt = f"{statement.rstrip()}\n\n{_LCB_STARTER}\n```python\n{starter}\n```"
+    else:
+        prompt = f"{statement.rstrip()}\n\n{_LCB_STDIN}"
+    metadata = _kept(
+        record,
+        ["question_title", "platform", "contest_id", "contest_date", "difficulty"],
+    )
+    metadata.update(func_name=func_name, public_tests=len(public), private_tests=len(private))
+    return ProblemSpec(
+        domain="code",
+        prompt=prompt,
+        tests=tests,
+        entry_point=entry_point,
+        starter_code=starter,
+        external_id=str(record["question_id"]),
+        metadata=metadata,
+    )
+
+
+# --- HumanEval and MBPP: assertion tests as a program that calls check(candidate) ----------
+
+
+def check_test(program: str) -> dict[str, Any]:
+    """A test that runs `program` after the solution: it must call ``check(candidate)``, whose
+    assertions decide (a program that never calls it scores "no test ran")."""
+    return {"type": "check", "program": program}
+
+
+def _humaneval(record: Mapping[str, Any], default_domain: str | None) -> ProblemSpec:
+    """openai_humaneval: the function's signature and docstring to complete, its test program
+    (which defines check), called on the entry point."""
+    signature = _text(record, "prompt")
+    entry_point = _text(record, "entry_point").strip()
+    test = _text(record, "test")
+    return ProblemSpec(
+        domain="code",
+        prompt=(
+            "Complete the following Python function; give the whole function in your answer."
+            f"\n\n```python\n{signature.rstrip()}\n```"
+        ),
+        tests=[check_test(f"{test.rstrip()}\n\n\ncheck({entry_point})\n")],
+        entry_point=entry_point,
+        starter_code=signature,
+        external_id=str(record["task_id"]),
+        metadata=_kept(record, ["canonical_solution"]),
+    )
+
+
+class _ToCandidate(ast.NodeTransformer):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        return (
+            ast.copy_location(ast.Name("candidate", node.ctx), node)
+            if node.id == self.name
+            else node
+        )
+
+
+def _mbpp_program(setup: str, asserts: list[str], entry_point: str) -> str:
+    """The assertions as ``check(candidate)``, the function they test renamed `candidate`."""
+    body = []
+    for line in asserts:
+        tree = _ToCandidate(entry_point).visit(ast.parse(line))
+        body.append("    " + ast.unparse(tree).replace("\n", "\n    "))
+    check = "def check(candidate):\n" + "\n".join(body)
+    return f"{setup.strip()}\n\n\n{check}\n\n\ncheck({entry_point})\n".lstrip()
+
+
+def _mbpp_entry_point(code: str, asserts: list[str]) -> str:
+    """The function the assertions call that the reference code defines."""
+    defined: list[str] = []
+    try:
+        defined = [node.name for node in ast.parse(code).body if isinstance(node, ast.FunctionDef)]
+    except SyntaxError:
+        raise ProblemFormatError("code", "the reference solution does not parse") from None
+    for line in asserts:
+        for node in ast.walk(ast.parse(line)):
+            called = isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            if called and node.func.id in defined:
+                return node.func.id
+    raise ProblemFormatError("test_list", "no assertion calls a function the reference defines")
+
+
+def _mbpp(record: Mapping[str, Any], default_domain: str | None) -> ProblemSpec:
+    """mbpp (full: text, test_setup_code, challenge_test_list) and mbpp sanitized (prompt,
+    test_imports): the task, then the tests it must pass, as the MBPP paper prompts."""
+    task = _text(record, "text" if "text" in record else "prompt")
+    asserts = record.get("test_list")
+    if not isinstance(asserts, list) or not asserts or not all(isinstance(a, str) for a in asserts):
+        raise ProblemFormatError("test_list", "expected a non-empty list of assert statements")
+    try:
+        for line in asserts:
+            ast.parse(line)
+    except SyntaxError as exc:
+        raise ProblemFormatError("test_list", f"an assertion does not parse: {exc.msg}") from None
+    code = _text(record, "code")
+    entry_point = _mbpp_entry_point(code, asserts)
+    setup = record.get("test_setup_code") or "\n".join(record.get("test_imports") or [])
+    listed = "\n".join(asserts)
+    return ProblemSpec(
+        domain="code",
+        prompt=f"{task.strip()}\nYour code should pass these tests:\n\n{listed}",
+        tests=[check_test(_mbpp_program(str(setup), asserts, entry_point))],
+        entry_point=entry_point,
+        external_id=str(record["task_id"]),
+        metadata=_kept(record, ["code", "challenge_test_list", "source_file"]),
+    )
+
+
+_COMPETITION_MATH_EXTRAS = frozenset(
+    # Columns of the Qwen2.5-Math evaluation files and the Hub's AIME/AMC copies, kept as is.
+    {"solution", "url", "year", "subject", "level", "type", "data_source", "data_topic", "license"}
+)
+
+FORMATS: tuple[BenchmarkFormat, ...] = (
+    BenchmarkFormat(
+        "math500",
+        "HuggingFaceH4/MATH-500",
+        frozenset({"problem", "solution", "answer", "subject", "level", "unique_id"}),
+        frozenset(),
+        _generic,
+    ),
+    BenchmarkFormat(
+        "aime-capitalised",
+        "Maxwell-Jia/AIME_2024",
+        frozenset({"ID", "Problem", "Solution", "Answer"}),
+        frozenset(),
+        _aime_capitalised,
+    ),
+    BenchmarkFormat(
+        "gpqa",
+        "Idavidrein/gpqa (gpqa_diamond)",
+        frozenset({"Question", *_GPQA_OPTIONS}),
+        frozenset(
+            {
+                "Record ID",
+                "Explanation",
+                "Subdomain",
+                "High-level domain",
+                "Writer's Difficulty Estimate",
+                "Question Writer",
+                "Canary String",
+                "Non-Expert Validator Accuracy",
+                "Majority Non-Expert Vals Incorrect",
+                "Expert Validator Accuracy",
+                "Self-reported question-writing time (minutes)",
+            }
+        ),
+        _gpqa,
+        known_pattern=r"Pre-Revision .+|.+_(EV|NEV)_\d+",
+    ),
+    BenchmarkFormat(
+        "livecodebench",
+        "livecodebench/code_generation_lite",
+        frozenset(
+            {
+                "question_content",
+                "question_id",
+                "platform",
+                "public_test_cases",
+                "private_test_cases",
+            }
+        ),
+        frozenset(
+            {
+                "question_title",
+                "contest_id",
+                "contest_date",
+                "starter_code",
+                "difficulty",
+                "metadata",
+            }
+        ),
+        _livecodebench,
+    ),
+    BenchmarkFormat(
+        "humaneval",
+        "openai/openai_humaneval",
+        frozenset({"task_id", "prompt", "canonical_solution", "test", "entry_point"}),
+        frozenset(),
+        _humaneval,
+    ),
+    BenchmarkFormat(
+        "mbpp",
+        "google-research-datasets/mbpp (full)",
+        frozenset({"task_id", "text", "code", "test_list"}),
+        frozenset({"test_setup_code", "challenge_test_list"}),
+        _mbpp,
+    ),
+    BenchmarkFormat(
+        "mbpp-sanitized",
+        "google-research-datasets/mbpp (sanitized)",
+        frozenset({"task_id", "prompt", "code", "test_list"}),
+        frozenset({"test_imports", "source_file"}),
+        _mbpp,
+    ),
+    BenchmarkFormat(
+        "generic",
+        "this project's JSONL; the Qwen2.5-Math evaluation files (AIME24, AMC23, GSM8K, "
+        "college math, MMLU-STEM); HuggingFaceH4/aime_2024, opencompass/AIME2025, math-ai/aime25, "
+        "MathArena",
+        frozenset(),
+        frozenset(_CONSUMED | _COMPETITION_MATH_EXTRAS),
+        _generic,
+        any_of=frozenset(_PROMPT_KEYS),
+    ),
+)

@@ -9,7 +9,9 @@ tests, no final answer, a crashing or endless program): the Score says why, and 
 - multiple choice (``problem.choices`` non-empty): the chosen letter.
 - code: the final solution program runs through a ``CodeRunner`` (``curation.execution``; the
   caller's, else the project's sandbox, bound by name) against every test; pass only if all
-  pass. Call tests go through one harness run that imports nothing from the project.
+  pass. Call tests go through one harness run that imports nothing from the project; a check
+  test (HumanEval, MBPP) runs its program after the solution, and passes only if that program
+  called ``check`` and finished: one that never calls it scores "no test ran", not correct.
 
 No Django here, and no import of the workers: the runner is passed in or loaded by name.
 """
@@ -276,6 +278,9 @@ def final_program(problem: Problem, text: str) -> str | None:
 
 
 _RESULT_MARKER = "__START_HARNESS_RESULT__"
+# What LiveCodeBench's and HumanEval's harnesses give a solution: annotations such as
+# `List[int]` in their starter code need no import of its own.
+HARNESS_PRELUDE = "from typing import *\n"
 _HARNESS = """
 
 def __start_harness():
@@ -319,11 +324,55 @@ def call_harness(program: str, entry_point: str, cases: Sequence[Sequence[Any]])
         target = f"getattr({cls}(), {method!r})"
     else:
         target = entry_point
-    return program + _HARNESS.format(
-        target=target,
-        cases=json.dumps([list(args) for args in cases]),
-        timeout=CALL_TEST_TIMEOUT_S,
-        marker=_RESULT_MARKER,
+    return (
+        HARNESS_PRELUDE
+        + program
+        + _HARNESS.format(
+            target=target,
+            cases=json.dumps([list(args) for args in cases]),
+            timeout=CALL_TEST_TIMEOUT_S,
+            marker=_RESULT_MARKER,
+        )
+    )
+
+
+_CHECK_MARKER = "__START_CHECK_CALLS__"
+_CHECK_FILE = "<check>"
+NO_TEST_RAN = "no test ran"
+_CHECK_HARNESS = """
+
+def __start_check_harness():
+    import sys as _sys
+
+    _calls = []
+
+    def _watch(frame, event, arg):
+        # The first call of the test program's `check` is all that is counted; then unwatched.
+        code = frame.f_code
+        if event == "call" and code.co_name == "check" and code.co_filename == {file!r}:
+            _calls.append(1)
+            _sys.setprofile(None)
+
+    _sys.setprofile(_watch)
+    try:
+        exec(compile({test!r}, {file!r}, "exec"), globals())
+    finally:
+        _sys.setprofile(None)
+    print("\\n" + {marker!r} + str(len(_calls)))
+
+
+__start_check_harness()
+"""
+
+
+def check_harness(program: str, test_program: str) -> str:
+    """The solution, then the test program run in its namespace (as if appended to it), under
+    a watch that counts whether the test program's ``check`` was called; the count is printed
+    on a marked line once the test program finished. Imports nothing from this project."""
+    return (
+        HARNESS_PRELUDE
+        + program
+        + _CHECK_HARNESS.format(test=test_program, file=_CHECK_FILE, marker=_CHECK_MARKER)
     )
 
 
@@ -418,6 +467,28 @@ def _run_call_tests(
     return results
 
 
+def _run_check_tests(
+    program: str, tests: Sequence[Mapping[str, Any]], run: CodeRunner, limits: Limits | None
+) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    for test in tests:
+        execution = run(check_harness(program, test["program"]), limits=limits)
+        marked = [line for line in execution.stdout.splitlines() if line.startswith(_CHECK_MARKER)]
+        error = _execution_error(execution)
+        calls = int(marked[-1].removeprefix(_CHECK_MARKER)) if marked and not error else 0
+        result: dict[str, Any] = {"type": "check", "passed": calls > 0, "wall_s": execution.wall_s}
+        if error:
+            result.update(error=error, stderr=_clip(execution.stderr))
+        elif not marked:
+            result.update(
+                error="the test program printed no result", stdout=_clip(execution.stdout)
+            )
+        elif not calls:
+            result.update(error=NO_TEST_RAN, no_test=True)
+        results.append(result)
+    return results
+
+
 def _malformed_tests(problem: Problem) -> str | None:
     if not problem.tests:
         return "no tests"
@@ -431,8 +502,11 @@ def _malformed_tests(problem: Problem) -> str | None:
                 return f"malformed tests: tests[{i}] needs args (a list) and expected"
             if not problem.entry_point:
                 return "malformed tests: call tests without an entry_point"
+        elif kind == "check":
+            if not isinstance(test.get("program"), str) or not test["program"].strip():
+                return f"malformed tests: tests[{i}] needs a program that calls check"
         else:
-            return f"malformed tests: tests[{i}] has no type stdin or call"
+            return f"malformed tests: tests[{i}] has no type stdin, call or check"
     return None
 
 
@@ -448,15 +522,21 @@ def score_code(
     run = run or load_runner()
     stdin_tests = [t for t in problem.tests if t["type"] == "stdin"]
     call_tests = [t for t in problem.tests if t["type"] == "call"]
+    check_tests = [t for t in problem.tests if t["type"] == "check"]
     try:
         results = _run_stdin_tests(program, stdin_tests, run, limits) if stdin_tests else []
         if call_tests:
             results += _run_call_tests(program, problem.entry_point, call_tests, run, limits)
+        if check_tests:
+            results += _run_check_tests(program, check_tests, run, limits)
     except Exception as exc:  # the sandbox failing is not the trajectory's fault
         return Score(None, program, f"{RUNNER_ERROR}: {type(exc).__name__}: {exc}"[:300])
     passed = sum(r["passed"] for r in results)
-    correct = passed == len(results)
     details = {"passed": passed, "total": len(results), "tests": results}
+    if any(r.get("no_test") for r in results):
+        # The problem's test program asserted nothing: the trajectory cannot be judged.
+        return Score(None, program, NO_TEST_RAN, details)
+    correct = passed == len(results)
     return Score(correct, program, "correct" if correct else "tests failed", details)
 
 

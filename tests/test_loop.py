@@ -56,7 +56,7 @@ def test_base_to_start_and_the_comparison_table(celery_worker, tiny_policy_path,
 
     table = result.table()
     assert table.columns == ["sample-eval"]
-    labels = [label for label, _ in table.rows]
+    labels = [row.label for row in table.rows]
     assert labels == ["tiny", "tiny + Hint-infer", "t-START-0", "t-START"]
-    assert all(cells["sample-eval"].n == 12 for _, cells in table.rows)
+    assert all(row.cells["sample-eval"].n == 12 for row in table.rows)
     print(table.to_csv())

@@ -346,3 +346,60 @@ def test_math_scoring_works_off_the_main_thread():
     with ThreadPoolExecutor(1) as pool:
         result = pool.submit(score, math_problem("\\frac{1}{3}"), "\\boxed{2/6}").result()
     assert result.correct is True
+
+
+# --- Check programs (HumanEval, MBPP) ---------------------------------------------------------
+
+CLOSE_CHECK = (
+    "def check(candidate):\n"
+    "    assert candidate([1.0, 2.0, 3.9, 4.0, 5.0, 2.2], 0.3) == True\n"
+    "    assert candidate([1.0, 2.0, 5.9, 4.0, 5.0], 0.8) == False\n"
+)
+CHECK_PROBLEM = ProblemSpec(
+    domain="code",
+    prompt="Complete has_close_elements.",
+    tests=[{"type": "check", "program": CLOSE_CHECK + "\n\ncheck(has_close_elements)\n"}],
+    entry_point="has_close_elements",
+)
+CLOSE_OK = """def has_close_elements(numbers: List[float], threshold: float) -> bool:
+    pairs = [(a, b) for i, a in enumerate(numbers) for j, b in enumerate(numbers) if i != j]
+    return any(abs(a - b) < threshold for a, b in pairs)"""
+
+
+def test_a_check_program_passes_a_right_solution_and_fails_a_wrong_one(limits):
+    # `List` without an import: the harness gives what HumanEval's and LiveCodeBench's give.
+    result = score(CHECK_PROBLEM, answer_with(CLOSE_OK), limits=limits)
+    assert result.correct is True, result
+    assert result.details["tests"][0]["passed"] is True
+    wrong = score(
+        CHECK_PROBLEM,
+        answer_with("def has_close_elements(numbers, threshold):\n    return False"),
+        limits=limits,
+    )
+    assert wrong.correct is False and wrong.reason == "tests failed"
+    assert "AssertionError" in wrong.details["tests"][0]["error"]
+
+
+def test_a_test_program_that_never_calls_check_scores_no_test_ran(limits):
+    never = ProblemSpec(
+        domain="code",
+        prompt="?",
+        tests=[{"type": "check", "program": CLOSE_CHECK}],  # defines check, never calls it
+        entry_point="has_close_elements",
+    )
+    result = score(never, answer_with(CLOSE_OK), limits=limits)
+    assert (result.correct, result.reason) == (None, "no test ran")
+    assert result.details["tests"][0] == {
+        "type": "check",
+        "passed": False,
+        "wall_s": result.details["tests"][0]["wall_s"],
+        "error": "no test ran",
+        "no_test": True,
+    }
+    # A solution that calls its own `check` does not count: only the test program's does.
+    sneaky = CLOSE_OK + "\n\ndef check(candidate):\n    pass\n\ncheck(None)\n"
+    assert score(never, answer_with(sneaky), limits=limits).reason == "no test ran"
+    malformed = ProblemSpec(domain="code", prompt="?", tests=[{"type": "check", "program": " "}])
+    assert score(malformed, answer_with(CLOSE_OK), limits=limits).reason.startswith(
+        "malformed tests: tests[0] needs a program that calls check"
+    )

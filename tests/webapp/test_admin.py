@@ -1,4 +1,6 @@
+import csv
 import io
+import json
 import re
 
 import pyarrow as pa
@@ -95,7 +97,7 @@ def test_import_a_jsonl_file_from_the_admin(curator):
     )
     problem_set = ProblemSet.objects.get(name="arith")
     assert response.redirect_chain[-1][0].endswith(f"?problem_set__id__exact={problem_set.pk}")
-    assert "arith: 2 problems created, 0 updated." in _messages(response)
+    assert "arith: 2 problems created, 0 updated (format generic)." in _messages(response)
     assert sorted(problem_set.problems.values_list("answer", flat=True)) == ["2", "4"]
 
 
@@ -129,6 +131,45 @@ def test_import_a_parquet_file_from_the_admin(curator):
     assert response.status_code == 302, response.context and response.context["errors"]
     problem = Problem.objects.get(problem_set__name="mc")
     assert (problem.answer, problem.split, problem.choices) == ("C", "test", ["x", "y", "z"])
+
+
+def test_a_file_of_no_known_format_is_refused_with_its_columns_and_the_formats(curator):
+    body = b'{"text": "2 + 2?", "label": "4"}\n'
+    response = curator.post(
+        "/admin/curation/problemset/import/",
+        {"file": SimpleUploadedFile("odd.jsonl", body), "name": "odd", "split": "test"},
+    )
+    assert response.status_code == 200 and not ProblemSet.objects.filter(name="odd").exists()
+    [(line, why)] = response.context["errors"]
+    assert line == 1 and why.startswith("columns ['label', 'text'] match no known format")
+    assert "humaneval (openai/openai_humaneval) needs" in response.content.decode()
+
+
+def test_a_benchmark_imported_from_the_admin_names_its_format_and_unknown_columns(curator):
+    row = {
+        "task_id": 11,
+        "text": "Write a python function to remove first and last occurrence of a given "
+        "character from the string.",
+        "code": "def remove_Occ(s,ch): \r\n    return s ",
+        "test_list": ['assert remove_Occ("hello","l") == "heo"'],
+        "test_setup_code": "",
+        "challenge_test_list": [],
+        "reviewer": "someone",
+    }
+    response = curator.post(
+        "/admin/curation/problemset/import/",
+        {
+            "file": SimpleUploadedFile("mbpp.jsonl", json.dumps(row).encode()),
+            "name": "mbpp",
+            "split": "test",
+            "format": "mbpp",
+        },
+        follow=True,
+    )
+    assert (
+        "mbpp: 1 problems created, 0 updated (format mbpp; columns not in the format, kept in "
+        "metadata: ['reviewer'])." in _messages(response)
+    )
 
 
 def test_annotators_cannot_import(annotator):
@@ -685,3 +726,121 @@ def test_a_launched_rounds_page_shows_the_exact_hint_texts_it_uses(curator, hint
     page = curator.get(f"/admin/curation/round/{round_.pk}/change/").content.decode()
     assert "Rephrased &lt;b&gt;before&lt;/b&gt; the launch.```python" in page
     assert "after the launch" not in page
+
+
+# --- Evaluation --------------------------------------------------------------------------------
+
+
+def _eval_round(policy, problems, *, end_repeats=None, correct=1, **settings):
+    hinted = end_repeats is not None
+    round_ = RoundFactory(
+        kind=RoundKind.EVAL,
+        policy=policy,
+        samples_hinted=1 if hinted else 0,
+        samples_plain=0 if hinted else 1,
+        hint_config={"end_repeats": end_repeats} if hinted else {},
+        **settings,
+    )
+    for index, problem in enumerate(problems):
+        TrajectoryFactory(
+            round=round_,
+            problem=problem,
+            hinted=hinted,
+            sample_index=0,
+            is_correct=index < correct,
+            num_tool_calls=1 if hinted else 0,
+            num_tokens=100,
+        )
+    return round_
+
+
+def test_the_evaluation_page_shows_the_table_the_chart_and_a_csv(curator):
+    policy = PolicyFactory(name="START")
+    problems = ProblemFactory.create_batch(4, problem_set=ProblemSetFactory(name="aime24"))
+    _eval_round(policy, problems, correct=1)
+    _eval_round(policy, problems, correct=3, temperature=0.6)
+    for k, correct in ((0, 1), (1, 2), (2, 3)):
+        _eval_round(policy, problems, end_repeats=k, correct=correct)
+
+    page = curator.get("/admin/curation/round/")
+    assert b"/admin/curation/round/evaluation/" in page.content
+    page = curator.get("/admin/curation/round/evaluation/")
+    assert page.status_code == 200 and not INLINE.search(page.content)
+    table = page.context["table"]
+    assert [(row.setting.temperature, row.setting.end_repeats) for row in table.rows] == [
+        (0.0, 0),
+        (0.6, 0),
+        (0.0, 0),
+        (0.0, 1),
+        (0.0, 2),
+    ]
+    html = page.content.decode()
+    assert "25.0 (4.6–69.9, n=4)" in html and "75.0 (30.1–95.4, n=4)" in html
+    assert '<figure id="scaling-chart">' in html and "<polyline" in html
+    assert "START on aime24, 2 end hints: 75.0" in html
+
+    response = curator.get("/admin/curation/round/evaluation/", {"format": "csv"})
+    assert response["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert [r["aime24 acc %"] for r in rows] == ["25.0", "75.0", "25.0", "50.0", "75.0"]
+    assert rows[3]["end_repeats"] == "1" and rows[3]["aime24 tool_rate %"] == "100.0"
+
+    other = PolicyFactory(name="base")
+    _eval_round(other, problems, correct=0)
+    narrowed = curator.get("/admin/curation/round/evaluation/", {"policy": other.pk})
+    assert [row.policy for row in narrowed.context["table"].rows] == ["base"]
+    assert (
+        narrowed.context["chart"] is None and b"No test-time scaling chart yet" in narrowed.content
+    )
+
+
+def test_one_action_launches_an_eval_sweep(curator, django_capture_on_commit_callbacks):
+    problem_set = ProblemSetFactory(name="held-out")
+    ProblemFactory.create_batch(2, problem_set=problem_set, split="test")
+    policy = PolicyFactory(name="START")
+    page = curator.get("/admin/curation/round/evaluation/")
+    assert b"/admin/curation/round/sweep/" in page.content
+    form = {
+        "name": "tts",
+        "policy": policy.pk,
+        "problem_sets": [problem_set.pk],
+        "split": "test",
+        "end_repeats": "0, 1, 3",
+        "samples": 1,
+        "temperature": 0.0,
+    }
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = curator.post("/admin/curation/round/sweep/", form, follow=True)
+    assert "Sweep launched: tts-end0, tts-end1, tts-end3." in _messages(response)
+    rounds = Round.objects.order_by("name")
+    assert [r.hint_config["end_repeats"] for r in rounds] == [0, 1, 3]
+    assert {r.status for r in rounds} == {"queued"} and len(callbacks) == 3
+
+
+@pytest.mark.parametrize(
+    ("missing", "field", "words"),
+    [
+        ("policy", "policy", "an evaluation sweep needs a policy"),
+        ("problem_sets", "problem_sets", "needs at least one problem set"),
+    ],
+)
+def test_a_sweep_without_a_policy_or_problem_set_is_refused(curator, missing, field, words):
+    form = {
+        "name": "tts",
+        "policy": PolicyFactory().pk,
+        "problem_sets": [ProblemFactory().problem_set.pk],
+        "end_repeats": "0, 1",
+        "samples": 1,
+        "temperature": 0.0,
+    }
+    del form[missing]
+    response = curator.post("/admin/curation/round/sweep/", form)
+    assert response.status_code == 200
+    assert words in " ".join(response.context["form"].errors[field])
+    assert not Round.objects.exists()
+
+
+def test_annotators_see_the_evaluation_but_cannot_launch_sweeps(annotator):
+    page = annotator.get("/admin/curation/round/evaluation/")
+    assert page.status_code == 200 and b"/admin/curation/round/sweep/" not in page.content
+    assert annotator.get("/admin/curation/round/sweep/").status_code == 403
