@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from django.core.management import CommandError, call_command
+from huggingface_hub import DatasetCard
 
 from curation import review
 from curation.datasets import dataset_version_freeze
@@ -208,6 +209,9 @@ def test_the_folder_loads_with_datasets_and_its_card_describes_the_version(histo
     assert own["funnel"] == version.funnel and own["rules"]["rounds"] == version.rules["rounds"]
     assert own["preference_pairs"] == {"correction": 1, "decision": 1}
     assert "agreement" not in card  # not computed by this app: left out, not made up
+    hub = DatasetCard(card)  # what the Hub's client reads from README.md
+    assert hub.data.license == "mit" and hub.data.pretty_name == "d-seed v1"
+    assert [c["config_name"] for c in hub.data.configs] == ["sft", "preference"]
     assert "# d-seed v1" in body and "## Loss masks" in body
 
 
