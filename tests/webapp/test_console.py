@@ -268,3 +268,20 @@ def test_import_shows_its_report_and_a_file_it_cannot_read_loses_nothing(client,
     )
     assert "Nothing was imported" in response.content.decode()
     assert not ProblemSet.objects.filter(name="bad").exists()
+
+
+def test_a_curator_creates_a_dataset_and_a_taken_name_is_a_field_error(client, curator):
+    response = client.post(reverse("console:datasets"), {"name": "d-seed", "kind": "d_seed"})
+    dataset = Dataset.objects.get(name="d-seed")
+    assert response["Location"] == reverse("console:dataset", args=[dataset.pk])
+    again = client.post(reverse("console:datasets"), {"name": "d-seed", "kind": "d_seed"})
+    assert "Dataset with this Name already exists." in again.content.decode()
+    assert Dataset.objects.count() == 1
+
+
+def test_registering_a_policy_and_the_same_name_with_another_path_is_refused(client, curator):
+    url = reverse("console:policies")
+    assert client.post(url, {"name": "qwq", "path": "/models/qwq"}).status_code == 302
+    refused = client.post(url, {"name": "qwq", "path": "/elsewhere"}).content.decode()
+    assert "registered with another path: /models/qwq" in refused
+    assert Policy.objects.get(name="qwq").path == "/models/qwq"

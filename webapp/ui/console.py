@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from django import forms
 from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Max
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -346,10 +348,29 @@ def _lineage(policies: list[Policy]) -> dict[str, Any]:
     return {"nodes": nodes, "edges": edges, "width": depth + 10, "height": 20 + row * LINEAGE_ROW}
 
 
-@require_GET
+class PolicyForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    path = forms.CharField(max_length=1000, help_text="A folder every host sees, or a hub id.")
+    parent = forms.ModelChoiceField(queryset=Policy.objects.all(), required=False)
+
+
+@require_http_methods(["GET", "POST"])
 @permission(CONSOLE)
 def policies(request: HttpRequest) -> HttpResponse:
-    """Lineage as a graph; each policy's metrics as a table."""
+    """Lineage as a graph; each policy's metrics as a table; registering a base model."""
+    form = PolicyForm()
+    if request.method == "POST":
+        if not request.user.has_perm("curation.add_policy"):
+            raise PermissionDenied
+        form = PolicyForm(request.POST)
+        if form.is_valid():
+            try:
+                policy = services.policy_register(user=request.user, **form.cleaned_data)
+            except ConflictError as exc:
+                form.add_error("path", str(exc))
+            else:
+                messages.success(request, f"{policy.name}: registered.")
+                return redirect("console:policies")
     rows = list(Policy.objects.select_related("parent").order_by("created_at", "id"))
     made_by = {
         job.output_policy_id: job
@@ -362,17 +383,35 @@ def policies(request: HttpRequest) -> HttpResponse:
         policy.metric_rows = sorted(
             (k, v) for k, v in (policy.metrics or {}).items() if isinstance(v, int | float | str)
         )
-    return _page(request, "policies.html", "policies", policies=rows, lineage=_lineage(rows))
+    return _page(
+        request, "policies.html", "policies", policies=rows, lineage=_lineage(rows), form=form
+    )
 
 
 # --- Datasets ---------------------------------------------------------------------------------
 
 
-@require_GET
+class DatasetForm(forms.ModelForm):
+    class Meta:
+        model = Dataset
+        fields = ["name", "kind", "description", "guidelines"]
+
+
+@require_http_methods(["GET", "POST"])
 @permission(CONSOLE)
 def datasets(request: HttpRequest) -> HttpResponse:
+    """The datasets, and a new one (D_seed, D_START or custom) for curators."""
+    form = DatasetForm()
+    if request.method == "POST":
+        if not request.user.has_perm("curation.add_dataset"):
+            raise PermissionDenied
+        form = DatasetForm(request.POST)
+        if form.is_valid():
+            dataset = form.save()
+            messages.success(request, f"{dataset.name}: created.")
+            return redirect("console:dataset", dataset.pk)
     rows = Dataset.objects.annotate(latest=Max("versions__number"), n_versions=Count("versions"))
-    return _page(request, "datasets.html", "datasets", datasets=rows)
+    return _page(request, "datasets.html", "datasets", datasets=rows, form=form)
 
 
 FUNNEL_WIDTH = 360
