@@ -55,6 +55,7 @@ from workers.engines.base import (
     Generation,
     GenerationParams,
 )
+from workers.engines.hint_stops import HintStops, context_for, draw_skips, hinted_conjunction_end
 
 CODE_CLOSE_STOP = f"\n{CLOSE_FENCE}\n"
 FINISH_REASONS = (
@@ -289,6 +290,11 @@ class RolloutState:
         self._segments = SegmentBuilder()
         self.result.segments = self._segments.segments
         self._thinking = True
+        # The engine ends a request after a drawn conjunction (see workers.engines.hint_stops)
+        # instead of stopping at every one; the current request's draw and prompt's last ids.
+        self.engine_hint_stops = bool(getattr(engine, "hint_stops", False))
+        self._request_stops: HintStops | None = None
+        self._request_prompt_tail: list[int] = []
 
     @classmethod
     def start(
@@ -383,12 +389,24 @@ class RolloutState:
         thinking = self.thinking()
         if self.tools is not None and thinking:
             stops.append(CODE_CLOSE_STOP)
-        if self.hints is not None and thinking:
-            if self.conjunction_hints < self.hints.max_hints and self.hints.conjunction_probability:
-                stops.extend(self.hints.conjunctions)
-            if end_hint_allowed(self.hints, end_hints_so_far=self.end_hints):
-                stops.append(THINK_END)
+        if self.hints is not None and self.conjunction_hints_open() and not self.engine_hint_stops:
+            stops.extend(self.hints.conjunctions)  # an engine that cannot draw stops at each
+        if (
+            self.hints is not None
+            and thinking
+            and end_hint_allowed(self.hints, end_hints_so_far=self.end_hints)
+        ):
+            stops.append(THINK_END)
         return tuple(stops)
+
+    def conjunction_hints_open(self) -> bool:
+        """Whether a conjunction the model writes now may get a hint."""
+        return (
+            self.hints is not None
+            and self.thinking()
+            and self.conjunction_hints < self.hints.max_hints
+            and self.hints.conjunction_probability > 0
+        )
 
     def room(self) -> int:
         """Completion tokens still allowed: by the budget and by the context, whichever is less."""
@@ -404,14 +422,25 @@ class RolloutState:
         room = self.room()
         if room <= 0:
             return None
+        seed = self.rng.randrange(2**31) if self.sampling.temperature > 0 else None
+        self._request_stops = None
+        if self.engine_hint_stops and self.conjunction_hints_open():
+            assert self.hints is not None
+            self._request_stops = HintStops(
+                self.hints.conjunctions,
+                draw_skips(self.hints.conjunction_probability, self.rng),
+                context_for(self._segments.last),
+            )
         params = GenerationParams(
             max_tokens=room,
             temperature=self.sampling.temperature,
             top_p=self.sampling.top_p,
-            seed=self.rng.randrange(2**31) if self.sampling.temperature > 0 else None,
+            seed=seed,
             stop=self.stops(),
+            hint_stops=self._request_stops,
         )
         prompt = self.prompt_ids + self.result.completion_ids
+        self._request_prompt_tail = prompt[-8:]
         generation = await _race(self.engine.generate(prompt, params), self.cancel)
         reusable = _common_prefix(self.previous_tokens, prompt)
         self.previous_tokens = prompt + generation.token_ids
@@ -486,11 +515,13 @@ class RolloutState:
         start, end = self._append(prefix, text)
         self.result.hints.append(HintInsertion(hint.name, site, start, end, text))
 
-    def at_conjunction(self, conjunction: str) -> None:
+    def at_conjunction(self, conjunction: str, *, drawn: bool = False) -> None:
+        """A coin for the conjunction that ends the text; ``drawn``: the engine stopped after
+        the conjunction the draw chose (eligible and hinted already)."""
         assert self.hints is not None
         before = self.text[: len(self.text) - len(conjunction)]
         at_word_start = not before or not before[-1].isalnum()
-        if (
+        if drawn or (
             at_word_start
             and not self.in_open_code()
             and _insert_at_conjunction(
@@ -518,7 +549,10 @@ class RolloutState:
         if stop in (OUTPUT_FENCE, THINK_END) and text.endswith(stop):
             text = text[: -len(stop)]  # cut off: never kept (``</think>`` only withheld)
         self.word_goes_on = False
-        if self.hints is not None and stop in self.hints.conjunctions:
+        drawn = self._drawn_conjunction(generation)
+        if drawn is not None:
+            text, stop = drawn
+        elif self.hints is not None and stop in self.hints.conjunctions:
             written = _decode(self.tokenizer, generation.token_ids)
             if written.startswith(text) and written[len(text) : len(text) + 1].isalnum():
                 # The stop matched inside the last token's longer word ("Waiting"): keep the
@@ -533,7 +567,7 @@ class RolloutState:
                 self.result.finish_reason = "engine_error"
                 self.result.error = f"the engine ended the request: {generation.finish_reason}"
                 return True
-            finish = await self.after_stop(stop)
+            finish = await self.after_stop(stop, drawn=drawn is not None)
         except _OutOfBudget:
             finish = "length"  # a hint or an output block that does not fit ends it here
         if finish is not None:
@@ -541,7 +575,21 @@ class RolloutState:
             return True
         return False
 
-    async def after_stop(self, stop: str | int | None) -> str | None:
+    def _drawn_conjunction(self, generation: Generation) -> tuple[str, str] | None:
+        """When the engine ended the request after the drawn conjunction: the text up to it
+        and that conjunction."""
+        stops = self._request_stops
+        if stops is None or generation.finish_reason != "stop" or generation.stop_reason:
+            return None
+        found = hinted_conjunction_end(
+            self.tokenizer, stops, self._request_prompt_tail, generation.token_ids
+        )
+        if found is None:
+            return None
+        text = found[0][: found[1]]
+        return text, next(c for c in stops.conjunctions if text.endswith(c))
+
+    async def after_stop(self, stop: str | int | None, *, drawn: bool = False) -> str | None:
         """Act on a stop; a finish reason when the trajectory is done."""
         if stop == OUTPUT_FENCE:
             return await self.after_rogue_output_fence()
@@ -555,7 +603,7 @@ class RolloutState:
             return None  # an unlabelled block closed: nothing to run
         if self.hints is not None and isinstance(stop, str) and stop in self.hints.conjunctions:
             if thinking and not self.word_goes_on:
-                self.at_conjunction(stop)
+                self.at_conjunction(stop, drawn=drawn)
             return None
         if stop == THINK_END or (stop is None and thinking and self.hints is not None):
             # The end of thinking (withheld), or EOS before it: an end hint, while allowed.

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import Counter
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -23,7 +25,14 @@ from curation.prompting import SYSTEM_PROMPT
 from curation.trajectory import OUTPUT_FENCE, THINK_END, output_block, parse, render
 from training.tiny_policy import build_tiny_policy, sample_problems
 from workers import sandbox
-from workers.engines import EngineConfig, EngineError, EngineUnavailable, Generation
+from workers.engines import (
+    EngineConfig,
+    EngineError,
+    EngineUnavailable,
+    Generation,
+    GenerationParams,
+)
+from workers.engines.hint_stops import ConjunctionWatch, HintStops, hinted_conjunction_end
 from workers.rollout import (
     CODE_CLOSE_STOP,
     FINISH_REASONS,
@@ -144,6 +153,9 @@ def test_hinted_rollouts_hold_real_outputs_of_the_code_they_ran(engine, hinted):
             assert sandbox.run(call.code).as_output_block_text() == call.output
     hints = [hint for _, result in hinted for hint in result.hints]
     assert hints, "with end hints on, a sample that ends its thinking gets a hint"
+    # The engine draws conjunction stops itself: no request stops at a conjunction.
+    requests = [request for _, result in hinted for request in result.requests]
+    assert all(request.stop_reason not in ALWAYS.conjunctions for request in requests)
     assert all(hint.text.endswith("```python") for hint in hints)
 
 
@@ -703,3 +715,163 @@ def test_plain_samples_run_no_code_when_only_hinted_samples_may(loop, tokenizer)
         loop, tokenizer, script, tools=tools(plain_samples=False), hint_config=config
     )
     assert [c.output for c in hinted.tool_calls] == ["5"]
+
+
+# -- conjunction stops drawn before the request, counted in the engine ---------------------------
+
+
+class WritesOneText:
+    """A test double for a model that writes one fixed text whatever the requests: each request
+    goes on where the trajectory left it (after a hint, it writes a cell). Token by token as
+    vLLM does: a stop string ends the request at the token that completes it (text cut after
+    it, the token kept); with ``hint_stops``, the engine's conjunction watch (the code its
+    logits processor runs) ends it with an end-of-sequence token after the drawn conjunction."""
+
+    CELL = "\nprint(1)\n```\n"
+
+    def __init__(self, tokenizer, text: str, *, hint_stops: bool) -> None:
+        self.tokenizer, self.text, self.hint_stops = tokenizer, text, hint_stops
+        self.max_model_len = 1 << 20
+        self.pos = 0  # how much of the text the trajectory holds
+        self.hinted_at: list[int] = []  # where in the text each hint went
+
+    async def generate(self, prompt_ids, params) -> Generation:
+        after_hint = self.tokenizer.decode(prompt_ids[-4:]).endswith("```python")
+        if after_hint:
+            self.hinted_at.append(self.pos)
+        ids = self.tokenizer.encode(self.CELL if after_hint else self.text[self.pos :])
+        ids = ids[: params.max_tokens]
+        watch = None
+        if params.hint_stops is not None:
+            watch = ConjunctionWatch(self.tokenizer, params.hint_stops, prompt_ids)
+        eos = self.tokenizer.eos_token_id
+        text = ""
+        for i, token in enumerate(ids):
+            before, text = len(text), text + self.tokenizer.decode([token])
+            hits = [(text.find(s, max(0, before - len(s) + 1)), s) for s in params.stop]
+            hits = [(at + len(s), s) for at, s in hits if at >= 0]
+            if hits:
+                end, stop = min(hits)
+                # The rollout keeps a word that runs on past a conjunction in the same token.
+                runs_on = stop in HintConfig().conjunctions and text[end : end + 1].isalnum()
+                self._wrote(after_hint, len(text) if runs_on else end)
+                return Generation(text[:end], ids[: i + 1], "stop", stop, len(prompt_ids), 0, 0.0)
+            if watch is not None and watch.feed(token) is not None:
+                self._wrote(after_hint, len(text))
+                return Generation(text, [*ids[: i + 1], eos], "stop", None, len(prompt_ids), 0, 0.0)
+        self._wrote(after_hint, len(text))
+        return Generation(text, [*ids, eos], "stop", None, len(prompt_ids), 0, 0.0)
+
+    def _wrote(self, after_hint: bool, chars: int) -> None:
+        if not after_hint:
+            self.pos += chars
+
+
+# Eligible conjunctions: one, two, three, ..., seven (and "Wait" before "ing" when the tokenizer
+# ends a token there); not the one in code, "xWait", nor those after the end of thinking.
+CONJUNCTIONS_TEXT = (
+    "<think>\nFirst. Wait, one. Alternatively, two.\n```python\n# Wait, not in code\nprint(2)\n"
+    "```\nWaiting is a word. xWait is none. Wait, three. Wait, four. Wait, five. Alternatively,"
+    " six. Wait, seven.\n</think>\nWait, not after thinking. \\boxed{1}"
+)
+
+
+async def _fixed_output(code, **kwargs):
+    return sandbox.Execution(stdout="2", stderr="", exit_code=0, reason=None,
+                             wall_s=0.0, cpu_s=0.0)  # fmt: skip
+
+
+def hint_positions(loop, tokenizer, *, hint_stops, probability, max_hints, seed):
+    engine = WritesOneText(tokenizer, CONJUNCTIONS_TEXT, hint_stops=hint_stops)
+    config = HintConfig(
+        conjunction_probability=probability, max_hints=max_hints, end_of_thinking=False
+    )
+    result = loop.run_until_complete(
+        rollout(
+            engine,
+            prompt="Q: 2+3?\nA: ",
+            problem=ProblemSpec("math", "What is 2 + 3?", answer="5"),
+            hint_config=config,
+            tools=ToolConfig(runner=_fixed_output, max_calls=20),
+            rng=random.Random(seed),
+        )
+    )
+    check_invariants(tokenizer, result, max_new_tokens=4096, max_model_len=engine.max_model_len)
+    assert result.finish_reason == "stop", result.error
+    assert [h.start for h in result.hints] == [
+        result.text.index(h.text, h.start) for h in result.hints
+    ]
+    return tuple(engine.hinted_at), result
+
+
+def eligible_conjunctions(loop, tokenizer, *, hint_stops: bool) -> tuple[int, ...]:
+    """Where hints go when every eligible conjunction gets one."""
+    return hint_positions(
+        loop, tokenizer, hint_stops=hint_stops, probability=1.0, max_hints=9, seed=0
+    )[0]
+
+
+def test_the_engine_stops_only_at_the_conjunctions_that_get_a_hint(loop, tokenizer):
+    # Hints at every eligible conjunction: the same places whether the engine stops at each
+    # conjunction (a coin each) or ends the request after the drawn one.
+    eligible = eligible_conjunctions(loop, tokenizer, hint_stops=True)
+    assert eligible == eligible_conjunctions(loop, tokenizer, hint_stops=False)
+    assert len(eligible) >= 7
+    # At p = 0.5 no request ends at a conjunction that gets no hint.
+    for seed in range(20):
+        _, result = hint_positions(
+            loop, tokenizer, hint_stops=True, probability=0.5, max_hints=9, seed=seed
+        )
+        ended_by_the_engine = [r for r in result.requests if r.stop_reason is None]
+        assert len(ended_by_the_engine) == len(result.hints) + 1  # and the end of the text
+        assert all(r.stop_reason not in HintConfig().conjunctions for r in result.requests)
+
+
+def test_drawn_conjunction_stops_place_hints_as_a_coin_at_each_conjunction(loop, tokenizer):
+    # Sampling: with p = 0.5 and at most 2 hints, the j-th eligible conjunction gets a hint
+    # with probability j / 2**j (a fair coin at each until two came up), both ways.
+    eligible = eligible_conjunctions(loop, tokenizer, hint_stops=True)
+    n = 400
+    for hint_stops in (False, True):
+        hinted = Counter()
+        for seed in range(n):
+            positions, _ = hint_positions(
+                loop, tokenizer, hint_stops=hint_stops, probability=0.5, max_hints=2, seed=seed
+            )
+            assert set(positions) <= set(eligible) and len(positions) <= 2
+            hinted.update(positions)
+        for j, position in enumerate(eligible, start=1):
+            assert abs(hinted[position] / n - j / 2**j) < 0.08, (hint_stops, j, hinted)
+
+
+@pytest.mark.vllm
+def test_the_engine_ends_a_request_right_after_the_drawn_conjunction(loop, engine):
+    # The prefix the tiny policy learnt to follow with "Wait, " (a conjunction hint's place);
+    # sampled, so that some continuations hold one conjunction or more.
+    tokenizer = engine.tokenizer
+    problem = sample_problems(1, seed=24)[0]
+    prefix = "<think>\nI need 37 * 48. It might be 1700. "
+    prompt = tokenizer.encode(
+        chat_prompt(tokenizer, problem.prompt, system=SYSTEM_PROMPT) + prefix,
+        add_special_tokens=False,
+    )
+
+    async def go(stops):
+        params = GenerationParams(max_tokens=200, temperature=1.0, hint_stops=stops)
+        return [await engine.generate(prompt, replace(params, seed=seed)) for seed in range(12)]
+
+    ended_after = 0
+    for skips in (0, 1):
+        stops = HintStops(("Wait", "Alternatively"), skips, prefix[-8:])
+        for generation in loop.run_until_complete(go(stops)):
+            found = hinted_conjunction_end(tokenizer, stops, prompt, generation.token_ids)
+            if found is not None:
+                ended_after += 1
+                text, end = found
+                assert text[:end].endswith(("Wait", "Alternatively"))
+                assert generation.token_ids[-1] == tokenizer.eos_token_id
+                assert generation.finish_reason == "stop" and generation.stop_reason is None
+            else:  # the model went past no drawn conjunction: the watch never fired
+                watch = ConjunctionWatch(tokenizer, stops, prompt)
+                assert all(watch.feed(t) is None for t in generation.token_ids), generation.text
+    assert ended_after >= 3

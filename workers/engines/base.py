@@ -7,6 +7,7 @@ prefix cache serves the whole shared prefix; only text the rollout appends gets 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
@@ -44,6 +45,8 @@ class GenerationParams:
     # End after a drawn conjunction instead of stopping at each (``hint_stops``); only for an
     # engine whose ``hint_stops`` is True.
     hint_stops: HintStops | None = None
+    # Arguments for other logits processors of a local engine, by key (benchmarks steer with one).
+    extra_args: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from workers.engines.base import (
@@ -26,10 +27,13 @@ from workers.engines.base import (
 CPU_BLOCK_SIZE = 32
 # vLLM's token budget per step (max_num_batched_tokens) when chunked prefill is on.
 DEFAULT_BATCHED_TOKENS = 2048
+# Loaded by the engine core process (by name: it imports vLLM).
+HINT_STOPS_PROCESSOR = "workers.engines.processors:HintStopsProcessor"
 
 
-def engine_args(config: EngineConfig) -> Any:
-    """vLLM's AsyncEngineArgs for ``config`` (imports vLLM)."""
+def engine_args(config: EngineConfig, *, logits_processors: Sequence[str] = ()) -> Any:
+    """vLLM's AsyncEngineArgs for ``config`` (imports vLLM); ``logits_processors``: more, by
+    name, applied before the hint stops' (which must have the last word on a request's end)."""
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.platforms import current_platform
 
@@ -51,6 +55,7 @@ def engine_args(config: EngineConfig) -> Any:
         "gpu_memory_utilization": config.gpu_memory_utilization,
         "dtype": config.dtype,
         "disable_log_stats": True,
+        "logits_processors": [*logits_processors, HINT_STOPS_PROCESSOR],
     }
     if config.max_num_seqs is not None:
         kwargs["max_num_seqs"] = config.max_num_seqs
@@ -77,13 +82,20 @@ def sampling_params(params: GenerationParams) -> Any:
         ignore_eos=params.ignore_eos,
         include_stop_str_in_output=True,
         output_kind=RequestOutputKind.FINAL_ONLY,
+        extra_args={
+            **(params.extra_args or {}),
+            **(params.hint_stops.to_args() if params.hint_stops else {}),
+        }
+        or None,
     )
 
 
 class LocalEngine:
     """An ``Engine`` backed by vLLM's AsyncLLM in this process."""
 
-    def __init__(self, config: EngineConfig) -> None:
+    hint_stops = True  # the engine runs workers.engines.processors.HintStopsProcessor
+
+    def __init__(self, config: EngineConfig, *, logits_processors: Sequence[str] = ()) -> None:
         if config.kv_cache_gib is not None:
             # Read by the engine core process when it sizes the KV cache on CPU.
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(config.kv_cache_gib)
@@ -91,7 +103,9 @@ class LocalEngine:
 
         self.config = config
         self.name = config.model
-        self._llm = AsyncLLM.from_engine_args(engine_args(config))
+        self._llm = AsyncLLM.from_engine_args(
+            engine_args(config, logits_processors=logits_processors)
+        )
         self.tokenizer = self._llm.get_tokenizer()
         self.max_model_len: int = self._llm.model_config.max_model_len
         self.block_size: int = self._llm.vllm_config.cache_config.block_size
