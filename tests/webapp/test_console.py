@@ -285,3 +285,37 @@ def test_registering_a_policy_and_the_same_name_with_another_path_is_refused(cli
     refused = client.post(url, {"name": "qwq", "path": "/elsewhere"}).content.decode()
     assert "registered with another path: /models/qwq" in refused
     assert Policy.objects.get(name="qwq").path == "/models/qwq"
+
+
+def test_the_evaluation_page_shows_the_table_the_scaling_chart_and_a_csv(client, curator):
+    from tests.webapp.test_admin import _eval_round
+
+    policy = PolicyFactory(name="START")
+    problems = ProblemFactory.create_batch(4, problem_set=ProblemSet.objects.create(name="aime24"))
+    for k, correct in ((0, 1), (1, 2), (2, 3)):
+        _eval_round(policy, problems, end_repeats=k, correct=correct)
+    page = client.get(reverse("console:evaluation")).content.decode()
+    assert 'id="evaluation-table"' in page and "75.0 (30.1–95.4, n=4)" in page
+    assert '<figure id="scaling-chart">' in page
+    response = client.get(reverse("console:evaluation"), {"format": "csv"})
+    assert response["Content-Type"].startswith("text/csv")
+    assert "aime24 acc %" in response.content.decode()
+
+
+def test_a_sweep_without_a_policy_is_refused_on_its_field(client, curator):
+    problem_set = ProblemSet.objects.create(name="held-out")
+    ProblemFactory(problem_set=problem_set, split="test")
+    response = client.post(
+        reverse("console:sweep"),
+        {
+            "name": "sweep",
+            "problem_sets": [problem_set.pk],
+            "split": "test",
+            "end_repeats": "0, 1",
+            "samples": 1,
+            "temperature": 0,
+        },
+    )
+    assert response.status_code == 200
+    assert "an evaluation sweep needs a policy to evaluate" in response.content.decode()
+    assert not Round.objects.exists()

@@ -26,7 +26,14 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.views.decorators.vary import vary_on_headers
 
 from curation import selectors, services
-from curation.admin import FreezeForm, ProblemImportForm, RoundForm, SFTJobForm
+from curation.admin import (
+    EvaluationFilterForm,
+    EvaluationSweepForm,
+    FreezeForm,
+    ProblemImportForm,
+    RoundForm,
+    SFTJobForm,
+)
 from curation.datasets import (
     CANDIDATE_OF_KIND,
     ROUND_KIND_OF_DATASET,
@@ -35,6 +42,7 @@ from curation.datasets import (
     select_seed_candidates,
     select_start_candidates,
 )
+from curation.evaluation import scaling_chart, scaling_series
 from curation.importing import problem_set_import_upload
 from curation.models import (
     ACTIVE_STATUSES,
@@ -556,3 +564,54 @@ def problem_sets(request: HttpRequest) -> HttpResponse:
 def _forbidden(request: HttpRequest) -> HttpResponse:
     messages.error(request, "Importing needs the curator role.")
     return redirect(reverse("console:problem_sets"))
+
+
+# --- Evaluation -------------------------------------------------------------------------------
+
+
+@require_GET
+@permission(CONSOLE)
+def evaluation(request: HttpRequest) -> HttpResponse:
+    """The paper's table from the eval rounds (rows per policy and setting, never merged), the
+    test-time scaling chart, and the table as CSV (`?format=csv`)."""
+    form = EvaluationFilterForm(request.GET or None)
+    chosen = form.cleaned_data if form.is_valid() else {}
+    table = selectors.evaluation_table(
+        policies=chosen.get("policy"), problem_sets=chosen.get("problem_set")
+    )
+    if request.GET.get("format") == "csv":
+        response = HttpResponse(table.to_csv(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="evaluation.csv"'
+        return response
+    csv_query = request.GET.copy()
+    csv_query["format"] = "csv"
+    return _page(
+        request,
+        "evaluation.html",
+        "evaluation",
+        form=form,
+        table=table,
+        chart=scaling_chart(scaling_series(table)),
+        csv_url=f"?{csv_query.urlencode()}",
+        can_sweep=request.user.has_perm(LAUNCH),
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@permission(LAUNCH)
+def sweep(request: HttpRequest) -> HttpResponse:
+    """One action launches an eval round per number of end-of-thinking hints."""
+    form = EvaluationSweepForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            launched = services.evaluation_sweep_launch(user=request.user, **data)
+        except services.SettingError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+        except ConflictError as exc:
+            form.add_error(None, str(exc))
+        else:
+            names = ", ".join(r.name for r in launched)
+            messages.success(request, f"Sweep launched: {names}.")
+            return redirect("console:evaluation")
+    return _page(request, "sweep.html", "evaluation", form=form)

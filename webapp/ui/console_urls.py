@@ -37,4 +37,6 @@ urlpatterns = [
         for action in ("cancel", "rerun")
     ),
     path("policies/", console.policies, name="policies"),
+    path("evaluation/", console.evaluation, name="evaluation"),
+    path("evaluation/sweep/", console.sweep, name="sweep"),
 ]
