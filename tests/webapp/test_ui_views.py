@@ -204,7 +204,8 @@ def test_trajectory_page_shows_segments_code_flags_and_score(client, ann, trajec
     response = client.get(reverse("ui:trajectory", args=[trajectory.pk]))
     page = response.content.decode()
     assert response.status_code == 200
-    assert '<span class="n">total_sum</span>' in page  # Pygments token classes, server side
+    # Pygments token classes, server side; names and punctuation have no style: no span.
+    assert '<span class="nb">sum</span>(i <span class="o">*</span> i' in page
     assert 'class="flag flag-placeholder"' in page and "code left out" in page
     assert "Output of cell 1" in page and "Hint" in page
     assert "✓ correct" in page and "<code>385</code>" in page
