@@ -271,6 +271,7 @@ class RoundForm(forms.ModelForm):
             ("none", "no sample (tools off: the QwQ-RFT control)"),
         ],
         initial="all",
+        required=False,
         label="Code runs for",
     )
 
@@ -344,7 +345,7 @@ class RoundForm(forms.ModelForm):
             "timeout_s": data.get("timeout_s", 10),
             "memory_mb": data.get("memory_mb", 1024),
             "notebook": data.get("notebook", False),
-            "run_code": data.get("run_code", "all"),
+            "run_code": data.get("run_code") or "all",
         }
         sampling = {name: data.get(name) for name in services.ROUND_DEFAULTS[RoundKind.SEED]}
         try:
