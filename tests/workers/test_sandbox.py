@@ -92,6 +92,90 @@ def test_arun_runs_calls_concurrently(pool):
     assert [r.stdout for r in runs] == [f"{i * 2}\n" for i in range(6)]
 
 
+def test_arun_needs_no_thread(pool):
+    # Every thread of the pool's executor is held: a call through a thread could not run.
+    held = threading.Event()
+    blockers = [pool._executor.submit(held.wait) for _ in range(pool.size)]
+
+    async def main():
+        return await asyncio.wait_for(
+            asyncio.gather(*(pool.arun(f"print({i})") for i in range(4))), timeout=30
+        )
+
+    try:
+        runs = asyncio.run(main())
+    finally:
+        held.set()
+        for blocker in blockers:
+            blocker.result()
+    assert [r.stdout for r in runs] == [f"{i}\n" for i in range(4)]
+
+
+STOP_THE_ZYGOTE = "import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)"
+
+
+def test_arun_contained_like_run(pool):
+    async def main():
+        return await asyncio.gather(
+            pool.arun("while True: pass", limits=QUICK),
+            pool.arun(STOP_THE_ZYGOTE, limits=Limits(wall_s=0.5)),
+            pool.arun("print(input())", stdin="in\n"),
+        )
+
+    busy, stopped, echo = asyncio.run(main())
+    assert busy.reason in (execution.CPU_TIME, execution.TIMEOUT)
+    assert stopped.reason == execution.TIMEOUT  # the zygote stopped: restarted by a later call
+    assert echo.stdout == "in\n"
+    serves(pool)
+    assert asyncio.run(pool.arun("print(2)")).stdout == "2\n"
+
+
+def test_threads_and_coroutines_share_the_slots_first_come_first_served(secret_env):
+    pool = Pool(1)
+    try:
+        pool.warm()
+        finished = []
+
+        async def call(name, code):
+            run = await pool.arun(code)
+            finished.append(name)
+            return run
+
+        def threaded():
+            run = pool.run("print('t')")
+            finished.append("t")
+            return run
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            slow = asyncio.ensure_future(call("s", "import time; time.sleep(1.5); print('s')"))
+            await asyncio.sleep(0.3)
+            waiting = asyncio.ensure_future(call("cancelled", "print('cancelled')"))
+            await asyncio.sleep(0.05)
+            waiting.cancel()  # a waiter that goes away keeps no slot
+            thread = loop.run_in_executor(None, threaded)
+            await asyncio.sleep(0.5)  # the thread waits for the slot now
+            later = [call(str(i), f"print({i})") for i in range(3)]
+            return await asyncio.gather(slow, thread, *later)
+
+        runs = asyncio.run(main())
+        assert [r.stdout for r in runs] == ["s\n", "t\n", "0\n", "1\n", "2\n"]
+        assert finished == ["s", "t", "0", "1", "2"]
+        assert pool.run("print(9)").stdout == "9\n"
+    finally:
+        pool.close()
+
+
+def test_an_arun_session_keeps_state(pool):
+    async def main():
+        first = await pool.arun("x = 20", session="arun-session")
+        return first, await pool.arun("print(x + 1)", session="arun-session")
+
+    first, second = asyncio.run(main())
+    assert first.ok and second.stdout == "21\n"
+    pool.end_session("arun-session")
+
+
 # --- bad input -------------------------------------------------------------------------------
 
 

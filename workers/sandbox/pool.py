@@ -1,5 +1,10 @@
 """A pool of warm sandboxes: one zygote per slot, one slot per core, a call waits for a free slot.
 
+`run` blocks its thread; `arun` is native asyncio: it waits for a slot on the event loop and
+talks to the zygote over the same pipes with the loop's readers and writers, so a call from a
+rollout costs no thread hand-off (that hand-off was ~100 ms of latency while vLLM held the
+cores). Threads and coroutines wait for slots in one queue, first come first served.
+
 Each slot is a bubblewrap sandbox (see `bwrap`) running the zygote (see `zygote`), started in the
 slot's own cgroups (see `cgroups`). A call sends one request to a child the zygote forked ahead
 of time and reads one reply; the zygote then kills what is left of the call, empties /tmp, forks
@@ -16,12 +21,11 @@ safe for hostile code (Execution.isolated is then False).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
-import functools
 import json
 import logging
 import os
-import queue
 import select
 import shutil
 import signal
@@ -30,7 +34,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from curation import execution as ex
@@ -90,6 +94,36 @@ def _ready(fd: int, event: int, deadline: float) -> bool:
     return bool(poller.poll(max(0.0, deadline - time.monotonic()) * 1000))
 
 
+async def _aready(fd: int, *, writable: bool, deadline: float) -> bool:
+    """Wait on the running loop until `fd` is ready (False at the deadline)."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    add, remove = (
+        (loop.add_writer, loop.remove_writer) if writable else (loop.add_reader, loop.remove_reader)
+    )
+    add(fd, lambda: ready.done() or ready.set_result(True))
+    try:
+        return await asyncio.wait_for(ready, max(0.0, deadline - time.monotonic()))
+    except TimeoutError:
+        return False
+    finally:
+        remove(fd)
+
+
+def _frame_size(head: bytes) -> int:
+    (size,) = zygote.FRAME.unpack(head)
+    if size > MAX_REPLY_BYTES:
+        raise _SlotFailed(ex.KILLED, "the sandbox sent a malformed reply")
+    return size
+
+
+def _reply(body: bytes) -> dict:
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise _SlotFailed(ex.KILLED, "the sandbox sent a malformed reply") from None
+
+
 class _Slot:
     def __init__(self, pool: Pool, index: int) -> None:
         self.pool = pool
@@ -146,6 +180,7 @@ class _Slot:
             start_new_session=True,
         ).result()
         os.set_blocking(self.proc.stdin.fileno(), False)
+        os.set_blocking(self.proc.stdout.fileno(), False)  # for arun's loop readers
         try:
             ready = self._read(time.monotonic() + START_TIMEOUT_S)
         except _SlotFailed as e:
@@ -181,15 +216,30 @@ class _Slot:
             self.unsettled = False
             self._read(time.monotonic() + SETTLE_TIMEOUT_S)
 
+    async def asettle(self) -> None:
+        if self.unsettled:
+            self.unsettled = False
+            await self._aread(time.monotonic() + SETTLE_TIMEOUT_S)
+
     def call(self, request: dict, limits: Limits, deadline: float) -> dict:
         """Send one request and return the zygote's reply, with the cgroup counters' deltas."""
+        before = self._before_call(limits)
+        self._write(zygote.encode_frame(request), deadline)
+        return self._after_call(self._read(deadline), before)
+
+    async def acall(self, request: dict, limits: Limits, deadline: float) -> dict:
+        before = self._before_call(limits)
+        await self._awrite(zygote.encode_frame(request), deadline)
+        return self._after_call(await self._aread(deadline), before)
+
+    def _before_call(self, limits: Limits) -> tuple[int, int]:
         self.cgroup.set_limits(
             processes=SLOT_PROCESSES + limits.processes,
             memory_bytes=self.baseline_bytes + limits.total_memory_bytes,
         )
-        before = self.cgroup.counters()
-        self._write(zygote.encode_frame(request), deadline)
-        reply = self._read(deadline)
+        return self.cgroup.counters()
+
+    def _after_call(self, reply: dict, before: tuple[int, int]) -> dict:
         self.unsettled = True
         after = self.cgroup.counters()
         reply["pids_hit"] = after[0] > before[0]
@@ -210,25 +260,59 @@ class _Slot:
             except OSError as e:
                 raise _SlotFailed(ex.KILLED, f"the sandbox is gone ({e})") from None
 
+    async def _awrite(self, data: bytes, deadline: float) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        fd = self.proc.stdin.fileno()
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(fd, view) :]
+            except BlockingIOError:
+                if not await _aready(fd, writable=True, deadline=deadline):
+                    raise _SlotFailed(
+                        ex.TIMEOUT, "the sandbox did not take the request in time"
+                    ) from None
+            except OSError as e:
+                raise _SlotFailed(ex.KILLED, f"the sandbox is gone ({e})") from None
+
     def _read(self, deadline: float) -> dict:
+        fd = self._stdout()
+        size = _frame_size(self._read_exact(fd, zygote.FRAME.size, deadline))
+        return _reply(self._read_exact(fd, size, deadline))
+
+    async def _aread(self, deadline: float) -> dict:
+        fd = self._stdout()
+        size = _frame_size(await self._aread_exact(fd, zygote.FRAME.size, deadline))
+        return _reply(await self._aread_exact(fd, size, deadline))
+
+    def _stdout(self) -> int:
         assert self.proc is not None and self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        head = self._read_exact(fd, zygote.FRAME.size, deadline)
-        (size,) = zygote.FRAME.unpack(head)
-        if size > MAX_REPLY_BYTES:
-            raise _SlotFailed(ex.KILLED, "the sandbox sent a malformed reply")
-        body = self._read_exact(fd, size, deadline)
-        try:
-            return json.loads(body)
-        except ValueError:
-            raise _SlotFailed(ex.KILLED, "the sandbox sent a malformed reply") from None
+        return self.proc.stdout.fileno()
 
     def _read_exact(self, fd: int, n: int, deadline: float) -> bytes:
         chunks = []
         while n:
             if not _ready(fd, select.POLLIN, deadline):
                 raise _SlotFailed(ex.TIMEOUT, "the sandbox did not answer in time")
-            chunk = os.read(fd, min(n, 1 << 20))
+            try:
+                chunk = os.read(fd, min(n, 1 << 20))
+            except BlockingIOError:
+                continue
+            if not chunk:
+                raise _SlotFailed(ex.KILLED, self._exit_message())
+            chunks.append(chunk)
+            n -= len(chunk)
+        return b"".join(chunks)
+
+    async def _aread_exact(self, fd: int, n: int, deadline: float) -> bytes:
+        chunks = []
+        while n:
+            try:
+                chunk = os.read(fd, min(n, 1 << 20))
+            except BlockingIOError:
+                if not await _aready(fd, writable=False, deadline=deadline):
+                    raise _SlotFailed(ex.TIMEOUT, "the sandbox did not answer in time") from None
+                continue
             if not chunk:
                 raise _SlotFailed(ex.KILLED, self._exit_message())
             chunks.append(chunk)
@@ -284,9 +368,11 @@ class Pool:
         self._lock = threading.Lock()
         self._slots = [_Slot(self, i) for i in range(self.size)]
         # FIFO: a slot that just served a call gets time to clean up before its next one.
-        self._free: queue.Queue[_Slot] = queue.Queue()
-        for slot in self._slots:
-            self._free.put(slot)
+        self._free: collections.deque[_Slot] = collections.deque(self._slots)
+        # Callers waiting for a slot, first come first served: a thread's _ThreadWaiter or a
+        # coroutine's future (with its loop).
+        self._waiters: collections.deque[_ThreadWaiter | _LoopWaiter] = collections.deque()
+        self._slots_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(self.size, thread_name_prefix="sandbox")
         self.spawner = ThreadPoolExecutor(1, thread_name_prefix="sandbox-spawner")
         self._closed = False
@@ -328,12 +414,57 @@ class Pool:
     def warm(self) -> None:
         """Start every slot now (in parallel) instead of on first use."""
         self.check()
-        slots = [self._free.get() for _ in range(self.size)]
+        slots = [self._acquire() for _ in range(self.size)]
         try:
             list(self._executor.map(lambda s: s.alive or s.start(), slots))
         finally:
             for slot in slots:
-                self._free.put(slot)
+                self._release(slot)
+
+    # -- slots: one queue of waiters for threads and coroutines ---------------------------------
+    def _acquire(self) -> _Slot:
+        with self._slots_lock:
+            if self._free and not self._waiters:
+                return self._free.popleft()
+            waiter = _ThreadWaiter()
+            self._waiters.append(waiter)
+        waiter.event.wait()
+        assert waiter.slot is not None
+        return waiter.slot
+
+    async def _aacquire(self) -> _Slot:
+        loop = asyncio.get_running_loop()
+        with self._slots_lock:
+            if self._free and not self._waiters:
+                return self._free.popleft()
+            waiter = _LoopWaiter(loop, loop.create_future())
+            self._waiters.append(waiter)
+        try:
+            return await waiter.future
+        except asyncio.CancelledError:
+            with self._slots_lock, contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+            if waiter.future.done() and not waiter.future.cancelled():
+                self._release(waiter.future.result())  # handed over just as it was cancelled
+            raise
+
+    def _release(self, slot: _Slot) -> None:
+        with self._slots_lock:
+            if not self._waiters:
+                self._free.append(slot)
+                return
+            waiter = self._waiters.popleft()
+        if isinstance(waiter, _ThreadWaiter):
+            waiter.slot = slot
+            waiter.event.set()
+        else:
+            waiter.loop.call_soon_threadsafe(self._hand_over, waiter.future, slot)
+
+    def _hand_over(self, future: asyncio.Future, slot: _Slot) -> None:
+        if future.done():  # cancelled after it was picked: the slot goes to the next caller
+            self._release(slot)
+        else:
+            future.set_result(slot)
 
     def run(
         self,
@@ -344,6 +475,37 @@ class Pool:
         session: str | None = None,
     ) -> Execution:
         """Run `code` in a fresh sandboxed process (see the package docstring)."""
+        request, limits = self._request(code, stdin, limits, session)
+        slot = self._acquire()
+        try:
+            run, record = self._call(slot, request, limits)
+        finally:
+            self._release(slot)
+        return self._done(run, record, code, stdin, session)
+
+    async def arun(
+        self,
+        code: str,
+        *,
+        stdin: str = "",
+        limits: Limits | None = None,
+        session: str | None = None,
+    ) -> Execution:
+        """`run` on the event loop: no thread per call (a slot's first start excepted)."""
+        request, limits = self._request(code, stdin, limits, session)
+        slot = await self._aacquire()
+        try:
+            run, record = await self._acall(slot, request, limits)
+        finally:
+            self._release(slot)
+        return self._done(run, record, code, stdin, session)
+
+    def end_session(self, session: str) -> None:
+        self.sessions.end(session)
+
+    def _request(
+        self, code: str, stdin: str, limits: Limits | None, session: str | None
+    ) -> tuple[dict, Limits]:
         if self._closed:
             raise RuntimeError("the sandbox pool is closed")
         if self.pid != os.getpid():
@@ -367,29 +529,15 @@ class Pool:
             "seed": seed,
             "session": session is not None,
         }
-        slot = self._free.get()
-        try:
-            run, record = self._call(slot, request, limits)
-        finally:
-            self._free.put(slot)
+        return request, limits
+
+    def _done(
+        self, run: Execution, record: dict | None, code: str, stdin: str, session: str | None
+    ) -> Execution:
         if session is not None and run.ok and record is not None:
             block = Block(code, stdin, record.get("exec_s", 0.0), record.get("cpu_s", 0.0))
             self.sessions.append(session, block)
         return run
-
-    async def arun(
-        self,
-        code: str,
-        *,
-        stdin: str = "",
-        limits: Limits | None = None,
-        session: str | None = None,
-    ) -> Execution:
-        call = functools.partial(self.run, code, stdin=stdin, limits=limits, session=session)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
-
-    def end_session(self, session: str) -> None:
-        self.sessions.end(session)
 
     def _call(self, slot: _Slot, request: dict, limits: Limits) -> tuple[Execution, dict | None]:
         try:
@@ -405,18 +553,40 @@ class Pool:
         try:
             reply = slot.call(request, limits, deadline)
         except _SlotFailed as e:
-            slot.stop()  # started again by the next call that takes this slot
-            run = Execution(
-                stdout="",
-                stderr=f"{e}\n",
-                exit_code=-signal.SIGKILL,
-                reason=e.reason,
-                wall_s=time.monotonic() - started,
-                cpu_s=0.0,
-                isolated=self.isolated,
-            )
-            return run, None
+            return self._failed(slot, e, started), None
         return _execution(reply, request, self.isolated), reply["record"]
+
+    async def _acall(
+        self, slot: _Slot, request: dict, limits: Limits
+    ) -> tuple[Execution, dict | None]:
+        try:
+            if slot.alive:
+                await slot.asettle()
+        except _SlotFailed:
+            slot.stop()  # it could not clean up after the previous call
+        if not slot.alive:
+            slot.stop()
+            # Starting a sandbox blocks for a while (first use, or after a crash): a thread.
+            await asyncio.get_running_loop().run_in_executor(self._executor, slot.start)
+        deadline = time.monotonic() + request["wall_s"] + REPLY_GRACE_S
+        started = time.monotonic()
+        try:
+            reply = await slot.acall(request, limits, deadline)
+        except _SlotFailed as e:
+            return self._failed(slot, e, started), None
+        return _execution(reply, request, self.isolated), reply["record"]
+
+    def _failed(self, slot: _Slot, error: _SlotFailed, started: float) -> Execution:
+        slot.stop()  # started again by the next call that takes this slot
+        return Execution(
+            stdout="",
+            stderr=f"{error}\n",
+            exit_code=-signal.SIGKILL,
+            reason=error.reason,
+            wall_s=time.monotonic() - started,
+            cpu_s=0.0,
+            isolated=self.isolated,
+        )
 
     def close(self) -> None:
         if self.pid != os.getpid():
@@ -426,6 +596,18 @@ class Pool:
         for slot in self._slots:
             slot.close()
         self.spawner.shutdown(wait=False)
+
+
+@dataclass
+class _ThreadWaiter:
+    event: threading.Event = field(default_factory=threading.Event)
+    slot: _Slot | None = None
+
+
+@dataclass
+class _LoopWaiter:
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future
 
 
 _ERROR_REASONS = {
