@@ -921,10 +921,13 @@ class SFTJobForm(forms.ModelForm):
     seed = forms.IntegerField(initial=42)
     distributed = forms.ChoiceField(
         choices=[("single", "single process"), ("fsdp", "FSDP"), ("zero3", "DeepSpeed ZeRO-3")],
+        required=False,
         initial="single",
         help_text="FSDP and ZeRO-3 shard the model over num_processes GPUs of the train host.",
     )
-    num_processes = forms.IntegerField(min_value=1, initial=1, help_text="One per GPU.")
+    num_processes = forms.IntegerField(
+        min_value=1, required=False, initial=1, help_text="One per GPU."
+    )
     extra_config = forms.JSONField(
         required=False,
         initial=dict,
@@ -961,7 +964,8 @@ class SFTJobForm(forms.ModelForm):
         if not isinstance(extra, dict):
             self.add_error("extra_config", "expected a JSON object")
             return data
-        config = {**{k: data[k] for k in self.HYPERPARAMETERS if k in data}, **extra}
+        given = {k: data[k] for k in self.HYPERPARAMETERS if data.get(k) not in (None, "")}
+        config = {**given, **extra}
         try:
             services.sft_job_config_validate(config)
         except ValueError as exc:

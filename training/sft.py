@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -203,19 +204,30 @@ def main(cfg: SFTRunConfig, callbacks: Sequence[TrainerCallback] = ()) -> TrainR
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    """stdout: one JSON line per progress report, then {"result": ...}; logs go to stderr."""
+    """stdout: one JSON line per progress report, then {"result": ...}; logs go to stderr.
+
+    Supervised by the app (training.launch sets SFT_STOP_FILE): the process dies with its
+    launcher, and stops after the current step once the stop file exists."""
+    from training.launch import STOP_FILE_ENV, die_with_parent
     from training.progress import ProgressCallback
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    stop_file = os.environ.get(STOP_FILE_ENV)
+    if stop_file:
+        die_with_parent()
 
     try:
         cfg = parse_args(argv)
-        progress = ProgressCallback(report=lambda d: print(json.dumps(d), flush=True))
+        progress = ProgressCallback(
+            report=lambda d: print(json.dumps(d), flush=True),
+            should_stop=(lambda: Path(stop_file).exists()) if stop_file else None,
+        )
         result = main(cfg, callbacks=[progress])
     except (ConfigError, DatasetError, ModelNotFoundError, TrainingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({"result": result.to_dict()}), flush=True)
+    if os.environ.get("RANK", "0") == "0":  # under a multi-process launch, once
+        print(json.dumps({"result": result.to_dict()}), flush=True)
     return 0 if result.status == "completed" else 1
 
 

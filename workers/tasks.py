@@ -8,7 +8,8 @@ states that queue too. What each one does when things go wrong, in one place:
   the broker is lost for a moment.
 - rescore: acks_late, idempotent too (it scores the current text and drops a score of an older
   one); 10 minutes; retried on the same errors and while the sandbox is down.
-- SFT job: not acks_late: a job killed mid-training is failed and shown, never restarted unseen;
+- SFT job: not acks_late: a job killed mid-training is failed and shown (its heartbeat stops;
+  its training processes die with the worker), never restarted unseen ("Run again" does it);
   no time limit (jobs run for days); never retried (a person starts a job).
 
 A soft limit raises inside the task (the chunk records the error; "Re-run failed chunks" resumes
@@ -21,7 +22,12 @@ from django.db import InterfaceError, OperationalError
 
 from curation.dispatch import Task
 from curation.models import Trajectory
-from curation.services import round_chunks_recover, sft_jobs_orphaned, trajectory_score
+from curation.services import (
+    round_chunks_recover,
+    sft_jobs_orphaned,
+    sft_jobs_recover,
+    trajectory_score,
+)
 from workers import rounds, sandbox, sft
 from workers.celery import app
 from workers.queues import Queue
@@ -73,13 +79,15 @@ def rescore_trajectory(self, trajectory_id: int) -> None:
 
 @app.task(name=Task.RUN_SFT_JOB, queue=Queue.TRAIN, bind=True)
 def run_sft_job(self, job_id: int) -> None:
-    """Not acks_late: a job killed mid-training is marked failed, never silently restarted."""
+    """Not acks_late: a job killed mid-training is marked failed, never silently restarted.
+    The worker only supervises: training runs in a child process group (workers.sft)."""
     sft.run_job(job_id, worker=self.request.hostname)
 
 
 @worker_ready.connect
 def recover_after_a_restart(sender, **kwargs) -> None:
-    """A worker that starts again fails the SFT jobs it held when it died, and re-enqueues
-    rollout chunks whose worker went silent (its own, or another's)."""
+    """A worker that starts again fails the SFT jobs it held when it died (and any job whose
+    worker went silent), and re-enqueues rollout chunks whose worker went silent."""
     sft_jobs_orphaned(worker=sender.hostname)
+    sft_jobs_recover()
     round_chunks_recover()

@@ -21,6 +21,8 @@ def version():
         ({"learning_rate": "fast"}, "learning_rate"),
         ({"epochs_please": 3}, "unknown config keys: epochs_please"),
         ({"output_dir": "/tmp/elsewhere"}, "are set by the job"),
+        ({"distributed": "zero3", "num_processes": 0}, "num_processes must be >= 1"),
+        ({"distributed": "ddp"}, "distributed must be one of"),
     ],
 )
 def test_bad_overrides_are_refused_before_a_job_exists(version, config, reason):
