@@ -29,6 +29,7 @@ from curation.models import (
     Suggestion,
     Trajectory,
 )
+from curation.problems import FORMATS
 from curation.review import trajectory_suggestion
 from curation.services import (
     RUN_CODE,
@@ -93,6 +94,11 @@ class ProblemSetImportSerializer(serializers.Serializer):
         max_length=100,
         help_text="The field that identifies a record, or `line` to number them.",
     )
+    format = serializers.ChoiceField(
+        choices=[f.name for f in FORMATS],
+        required=False,
+        help_text="The file's published format (default: the one its columns match).",
+    )
 
 
 class ImportErrorSerializer(serializers.Serializer):
@@ -105,6 +111,11 @@ class ImportReportSerializer(serializers.Serializer):
     created = serializers.IntegerField()
     updated = serializers.IntegerField()
     errors = ImportErrorSerializer(many=True)
+    format = serializers.CharField(help_text="The published format the file was read in.")
+    unknown_columns = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Columns the format does not know: kept in the problems' metadata as they are.",
+    )
 
 
 # --- Policies ---------------------------------------------------------------------------------

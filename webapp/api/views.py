@@ -229,12 +229,15 @@ class ProblemSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiVie
             split=data["split"],
             default_domain=data.get("domain"),
             id_field=data.get("id_field"),
+            format=data.get("format"),
         )
         body = {
             "problem_set": report.problem_set,
             "created": report.created,
             "updated": report.updated,
             "errors": [{"line": line, "error": why} for line, why in report.errors],
+            "format": report.format,
+            "unknown_columns": report.unknown_columns,
         }
         return Response(body, status=201 if report.ok else 400)
 
@@ -364,6 +367,7 @@ class RoundViewSet(
 class TrajectoryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
     """Trajectories with filters; the detail adds the text, its segments, the score and flags."""
 
+    lookup_value_regex = r"[0-9]+"  # any other id is the JSON 404 of an unknown path
     action_permissions = {
         "list": "view_trajectory",
         "retrieve": "view_trajectory",
