@@ -403,6 +403,12 @@ def _text(record: Mapping[str, Any], key: str) -> str:
     return value
 
 
+def _number_text(value: Any) -> Any:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return str(int(value)) if float(value).is_integer() else repr(value)
+    return value
+
+
 def _kept(record: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
     return {key: record[key] for key in keys if key in record and record[key] is not None}
 
@@ -446,7 +452,8 @@ def _gpqa(record: Mapping[str, Any], default_domain: str | None) -> ProblemSpec:
     """Idavidrein/gpqa (gpqa_diamond): the correct answer and three incorrect ones, shuffled with
     a fixed seed into choices A-D; the question lists them."""
     question = _text(record, "Question").strip()
-    options = [_text(record, key).strip() for key in _GPQA_OPTIONS]
+    # A CSV reader may type a column of numeric answers as numbers: an answer is its text.
+    options = [_text({k: _number_text(record.get(k))}, k).strip() for k in _GPQA_OPTIONS]
     order = gpqa_order(question)
     choices = [options[i] for i in order]
     kept = [k for k in record if k not in (*_GPQA_OPTIONS, "Question")]

@@ -383,6 +383,10 @@ def test_gpqa_choices_are_shuffled_with_a_fixed_seed_into_letters():
     # The same question gets the same order on every import, whatever else the row holds.
     again = mapped({**GPQA, "Subdomain": "other"}, "gpqa")
     assert (again.choices, again.answer) == (spec.choices, spec.answer)
+    # Numeric answers typed as numbers by a CSV reader are their text.
+    numeric = {**GPQA, "Correct Answer": 4, "Incorrect Answer 1": 2.5}
+    assert sorted(mapped(numeric, "gpqa").choices)[:2] == ["10^-8 eV", "10^-9 eV"]
+    assert {"4", "2.5"} <= set(mapped(numeric, "gpqa").choices)
     # Over many questions the correct answer lands on every letter.
     letters = {mapped({**GPQA, "Question": f"Q{i}?"}, "gpqa").answer for i in range(40)}
     assert letters == set("ABCD")
