@@ -230,3 +230,9 @@ def test_write_permissions_by_role():
     curator = Group.objects.get(name=CURATOR).permissions.values_list("codename", flat=True)
     assert {"add_comment", "view_comment", "view_suggestion"} <= set(annotator)
     assert "add_suggestion" not in annotator and "add_suggestion" in curator
+
+
+def test_an_id_that_is_no_number_is_a_404_everywhere(ann):
+    for action in ("", "comments/", "edit/", "suggest/"):
+        response = ann.get(f"/api/trajectories/null,null/{action}")
+        assert response.status_code == 404 and response.json() == {"detail": "Not found."}
