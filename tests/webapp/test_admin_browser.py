@@ -101,3 +101,49 @@ def test_import_create_launch_and_watch_a_round(page, live_server, tmp_path, mon
     # No CSP violation, no script error, no failed request. Chromium's own /favicon.ico probe
     # (Django's admin pages declare no icon) is logged without a URL and is not a page request.
     assert [e for e in page.console_errors if not e.startswith("Failed to load resource")] == []
+
+
+def test_the_evaluation_page_draws_the_table_and_the_scaling_chart(page, live_server):
+    from curation.models import RoundKind
+    from tests.conftest import ARTIFACTS
+    from tests.factories import ProblemFactory, ProblemSetFactory, RoundFactory
+
+    user = UserFactory(username="cura", is_staff=True)
+    user.groups.add(Group.objects.get(name=CURATOR))
+    policy = PolicyFactory(name="START")
+    for name in ("aime24", "amc23"):
+        problems = ProblemFactory.create_batch(5, problem_set=ProblemSetFactory(name=name))
+        for k in (0, 1, 2, 4):
+            round_, _ = Round.objects.get_or_create(
+                name=f"tts-end{k}",
+                defaults={
+                    "kind": RoundKind.EVAL,
+                    "policy": policy,
+                    "samples_hinted": 1,
+                    "samples_plain": 0,
+                    "hint_config": {"end_repeats": k},
+                },
+            )
+            for index, problem in enumerate(problems):
+                TrajectoryFactory(
+                    round=round_, problem=problem, is_correct=index < 1 + k, num_tool_calls=k
+                )
+    RoundFactory(kind=RoundKind.EVAL, policy=policy)  # a round without trajectories: no row
+
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", "cura")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.goto(f"{live_server.url}/admin/curation/round/")
+    page.click("text=Evaluation")
+    expect(page.locator("#evaluation-table tbody tr")).to_have_count(4)
+    expect(page.locator("#evaluation-table")).to_contain_text("100.0 (56.6–100.0, n=5)")
+    chart = page.locator("#scaling-chart svg")
+    expect(chart).to_be_visible()
+    expect(page.locator("#scaling-chart polyline")).to_have_count(2)
+    box = chart.bounding_box()
+    assert box["width"] > 300 and box["height"] > 150
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "evaluation-page.png"), full_page=True)
+    # Nothing the CSP blocked (the browser's own favicon request aside).
+    assert [e for e in page.console_errors if not e.startswith("Failed to load resource")] == []
