@@ -33,6 +33,12 @@ class Command(BaseCommand):
             "the annotators to review them in the UI.",
         )
         parser.add_argument("--csv", help="Also write the evaluation table to this CSV file.")
+        parser.add_argument(
+            "--ablations",
+            action="store_true",
+            help="Also the paper's controls: START + Hint-infer, and the RFT control without "
+            "tools (the base's correct samples, no tools, no hints, trained like D_START).",
+        )
 
     def handle(self, *args, **opts) -> None:
         for name, (path, split) in SAMPLES.items():
@@ -48,6 +54,7 @@ class Command(BaseCommand):
             base=self._policy(opts["base"]),
             rft_samples=opts["rft_samples"],
             max_tokens=opts["max_tokens"],
+            ablations=opts["ablations"],
         )
         approve = (
             approve_all_scripted
