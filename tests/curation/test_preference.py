@@ -276,3 +276,30 @@ def test_trls_dpo_trainer_takes_the_pairs_and_runs_a_step(history, tmp_path, tin
     result = trainer.train()
     assert result.global_step == 1 and math.isfinite(result.training_loss)
     assert any(not torch.equal(before[name], p) for name, p in model.named_parameters())
+
+
+def test_the_api_serves_the_pairs_and_the_card(history):
+    from django.contrib.auth.models import Group
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    from curation.roles import ANNOTATOR
+
+    version, _, _ = history
+    user = UserFactory(username="trainer")
+    user.groups.add(Group.objects.get(name=ANNOTATOR))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    base = "/api/datasets/d-seed/versions/1"
+    pairs = client.get(f"{base}/export", {"format": "preference"})
+    assert pairs.status_code == 200 and pairs["X-Row-Count"] == "2"
+    assert pairs["Content-Disposition"] == 'attachment; filename="d-seed-v1.preference.jsonl"'
+    body = b"".join(pairs.streaming_content)
+    assert body == b"".join(Export(version, "preference").chunks())
+    parquet = client.get(f"{base}/export", {"format": "preference_parquet"})
+    assert parquet["Content-Type"] == "application/vnd.apache.parquet"
+    card = client.get(f"{base}/card/")
+    assert card.status_code == 200 and card["Content-Type"].startswith("text/markdown")
+    assert card.content.decode() == dataset_card(version=version)
+    assert client.get("/api/datasets/d-seed/versions/9/card/").status_code == 404
+    assert client.get(f"{base}/export", {"format": "dpo"}).status_code == 400

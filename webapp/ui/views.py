@@ -456,7 +456,7 @@ def _page(
     filters = _filters(request)
     previous_id, next_id = selectors.queue_neighbors(filters=filters, trajectory=trajectory)
     context = {
-        **_comments_context(request, trajectory),
+        **_comments_context(request, trajectory, state.segments),
         **_side_context(request, state),
         "segments": rendering.segment_views(state.segments, state.flags, expand=expand),
         "editing": editing,
@@ -896,9 +896,10 @@ def guidelines(request: HttpRequest, pk: int) -> HttpResponse:
     return _panel(request, trajectory, {"kind": "guidelines", "sections": sections})
 
 
-def _comments_context(request: HttpRequest, trajectory: Trajectory) -> dict[str, Any]:
+def _comments_context(
+    request: HttpRequest, trajectory: Trajectory, segments: list[fmt.Segment]
+) -> dict[str, Any]:
     """The comments card: each comment rendered sanitised, with where it points; the form."""
-    segments = review.trajectory_segments(trajectory)
     cell_numbers = {i: n for n, i in enumerate(_code_indices(segments), start=1)}
 
     def where(comment: Comment) -> dict[str, Any]:
@@ -944,9 +945,9 @@ def comment(request: HttpRequest, pk: int) -> HttpResponse:
     )
     if not request.htmx:
         return redirect(_page_url(pk, request, anchor="#comments"))
-    return render(
-        request, "ui/trajectory.html#comments", _comments_context(request, _trajectory(pk))
-    )
+    trajectory = _trajectory(pk)
+    context = _comments_context(request, trajectory, review.trajectory_segments(trajectory))
+    return render(request, "ui/trajectory.html#comments", context)
 
 
 # --- Claims and decisions ---------------------------------------------------------------------
