@@ -51,7 +51,9 @@ rm -f "$DEMO_STATUS_FILE"
 
 # vLLM spawns processes, which Celery's prefork children may not: the rollout worker is solo.
 # Its sandbox gets more slots than cores: tool calls wait on I/O while vLLM holds the CPUs.
-# stopasgroup: vLLM's engine processes stop with their worker.
+# stopasgroup: vLLM's engine processes stop with their worker. The rollout worker stops cold
+# (SIGQUIT): a warm stop waits for its running chunk, which a stopped demo would not finish
+# anyway (the chunk goes back on the queue by itself when the demo runs again).
 cat > "$demo/supervisord.conf" <<CONF
 [supervisord]
 nodaemon=true
@@ -73,8 +75,9 @@ command=$PY -m celery -A workers worker -Q rollout,train --pool solo -n rollout@
 environment=SANDBOX_POOL_SIZE="8"
 stdout_logfile=$logs/rollout-worker.log
 redirect_stderr=true
+stopsignal=QUIT
 stopasgroup=true
-stopwaitsecs=30
+stopwaitsecs=15
 autorestart=true
 
 [program:default-worker]
@@ -82,7 +85,7 @@ command=$PY -m celery -A workers worker -Q default,sandbox --pool threads -c 2 -
 stdout_logfile=$logs/default-worker.log
 redirect_stderr=true
 stopasgroup=true
-stopwaitsecs=30
+stopwaitsecs=15
 autorestart=true
 
 [program:first-round]

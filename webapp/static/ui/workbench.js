@@ -22,7 +22,7 @@
   function syncVersionInputs() {
     var version = pageVersion();
     if (!version) return;
-    document.querySelectorAll('input[name="base_version"]').forEach(function (input) {
+    document.querySelectorAll('input[name="base_version"]:not([data-fixed])').forEach(function (input) {
       input.value = version;
     });
   }
@@ -30,7 +30,27 @@
   document.addEventListener("htmx:oobAfterSwap", syncVersionInputs);
 
   // Failures the server did not explain (it answers 403, 409 and 422 with an alert of its own):
-  // say so, and that the change may not have been saved, instead of doing nothing.
+  // say so, and that the change may not have been saved, instead of doing nothing. The message
+  // shows in place too, beside the form or link that failed, until it succeeds.
+  function showInPlace(elt, text) {
+    var anchor = elt && (elt.closest("form, .seg-head, .decide-row, .tool-links") || elt);
+    if (!anchor || !anchor.parentNode || !document.body.contains(anchor)) return;
+    var note = anchor.nextElementSibling;
+    if (!note || !note.classList.contains("inline-error")) {
+      note = document.createElement("p");
+      note.className = "inline-error";
+      note.setAttribute("role", "alert");
+      anchor.after(note);
+    }
+    note.textContent = text;
+  }
+
+  function clearInPlace(elt) {
+    var anchor = elt && (elt.closest("form, .seg-head, .decide-row, .tool-links") || elt);
+    var note = anchor && anchor.nextElementSibling;
+    if (note && note.classList.contains("inline-error")) note.remove();
+  }
+
   function showError(text) {
     var alerts = document.getElementById("alerts");
     if (!alerts) return;
@@ -52,27 +72,38 @@
     alert.append(message, reload, close);
     alerts.replaceChildren(alert);
   }
+  function failed(event, text) {
+    showError(text);
+    showInPlace(event.detail.elt, text);
+  }
   document.addEventListener("htmx:responseError", function (event) {
     var status = event.detail.xhr.status;
     if (status === 403 || status === 409 || status === 422) return;
-    showError("The server failed (HTTP " + status + "): this action may not have been saved.");
+    failed(event, "The server failed (HTTP " + status + "): this action may not have been saved.");
   });
-  document.addEventListener("htmx:sendError", function () {
-    showError("Could not reach the server: this action was not saved. Check the connection.");
+  document.addEventListener("htmx:sendError", function (event) {
+    failed(event, "Could not reach the server: this action was not saved. Check the connection.");
   });
-  document.addEventListener("htmx:timeout", function () {
-    showError("The server did not answer in time: this action may not have been saved.");
+  document.addEventListener("htmx:timeout", function (event) {
+    failed(event, "The server did not answer in time: this action may not have been saved.");
   });
 
   // A successful request clears earlier error messages.
   document.addEventListener("htmx:afterRequest", function (event) {
     if (event.detail.successful && !event.detail.xhr.getResponseHeader("HX-Retarget")) {
+      clearInPlace(event.detail.elt);
       var alerts = document.getElementById("alerts");
       if (alerts) alerts.querySelectorAll(".alert-error").forEach(function (a) { a.remove(); });
     }
   });
 
   document.addEventListener("click", function (event) {
+    var reload = event.target.closest(".alert .reload");
+    if (reload && !editorUnchanged() &&
+        !window.confirm("Reloading discards the text in the editor. Reload anyway?")) {
+      event.preventDefault();
+      return;
+    }
     var dismiss = event.target.closest("[data-dismiss]");
     if (dismiss) {
       dismiss.closest(".alert").remove();
@@ -151,6 +182,15 @@
       return;
     }
     if (help && help.open) return;
+    if (event.key === "e") {
+      var seg = document.activeElement && document.activeElement.closest(".seg");
+      var edit = seg && seg.querySelector("[data-edit]");
+      if (edit) {
+        event.preventDefault();
+        edit.click();
+      }
+      return;
+    }
     if (event.key === "f" || event.key === "F") {
       event.preventDefault();
       goToFlag(event.key === "f" ? 1 : -1);
@@ -281,4 +321,77 @@
       }
     }
   });
+
+  // --- LaTeX in the problem, the reasoning and the answer, typeset by KaTeX (served by this
+  // site; katex.render builds DOM nodes, which the CSP allows). Math that does not parse stays
+  // as its source. A bare \boxed{...} (how models give answers) is typeset too.
+  var MATH_DELIMITERS = [
+    { left: "$$", right: "$$", display: true },
+    { left: "\\[", right: "\\]", display: true },
+    { left: "\\(", right: "\\)", display: false },
+    { left: "$", right: "$", display: false },
+  ];
+  var BOXED = "\\boxed{";
+
+  function boxedEnd(text, start) {  // the index after the brace that closes \boxed{ at start
+    var depth = 0;
+    for (var i = start + BOXED.length - 1; i < text.length; i++) {
+      if (text[i] === "\\") i++;
+      else if (text[i] === "{") depth++;
+      else if (text[i] === "}" && --depth === 0) return i + 1;
+    }
+    return -1;
+  }
+
+  function typesetBoxed(root) {
+    var walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT, {
+      acceptNode: function (node) {
+        return node.parentElement.closest(".katex, code, pre, textarea")
+          ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT;
+      },
+    });
+    var nodes = [];
+    while (walker.nextNode()) {
+      if (walker.currentNode.data.indexOf(BOXED) >= 0) nodes.push(walker.currentNode);
+    }
+    nodes.forEach(function (node) {
+      var start = node.data.indexOf(BOXED);
+      while (start >= 0) {
+        var end = boxedEnd(node.data, start);
+        if (end < 0) return;
+        var span = document.createElement("span");
+        try {
+          window.katex.render(node.data.slice(start, end), span, { throwOnError: true });
+        } catch (error) {
+          start = node.data.indexOf(BOXED, end);
+          continue;
+        }
+        var rest = node.splitText(start);
+        rest.data = rest.data.slice(end - start);
+        rest.before(span);
+        node = rest;
+        start = node.data.indexOf(BOXED);
+      }
+    });
+  }
+
+  function typeset(root) {
+    if (!window.katex || !window.renderMathInElement || !root.querySelectorAll) return;
+    var blocks = Array.prototype.slice.call(root.querySelectorAll(".prose"));
+    if (root.matches && root.matches(".prose")) blocks.push(root);
+    blocks.forEach(function (block) {
+      if (block.dataset.typeset) return;
+      block.dataset.typeset = "1";
+      window.renderMathInElement(block, {
+        delimiters: MATH_DELIMITERS,
+        throwOnError: true,
+        errorCallback: function () {},  // the source stays as it was
+        ignoredTags: ["script", "noscript", "style", "textarea", "pre", "code", "option"],
+        ignoredClasses: ["katex"],
+      });
+      typesetBoxed(block);
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { typeset(document.body); });
+  document.addEventListener("htmx:load", function (event) { typeset(event.detail.elt); });
 })();
