@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import datetime as dt
 import hashlib
 import io
 import json
@@ -393,7 +394,20 @@ def map_record(
     spec = format.mapper(record, default_domain)
     for column in format.unknown(record):
         spec.metadata.setdefault(column, record[column])
+    spec.metadata = {key: _storable(key, value) for key, value in spec.metadata.items()}
     return spec
+
+
+def _storable(column: str, value: Any) -> Any:
+    """A metadata value as JSON stores it: dates and times (a Parquet timestamp column, such as
+    LiveCodeBench's contest_date) as ISO text; a value JSON cannot hold is an error naming it."""
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ProblemFormatError(column, f"cannot be stored as JSON: {exc}") from None
+    return value
 
 
 def _text(record: Mapping[str, Any], key: str) -> str:

@@ -447,6 +447,16 @@ def test_humaneval_and_mbpp_tests_become_programs_that_call_check():
     assert "set(candidate((3, 4, 5, 6), (5, 7, 4, 10)))" in spec.tests[0]["program"]
 
 
+def test_metadata_is_stored_as_json_or_refused_naming_the_column():
+    import datetime
+
+    stamped = {**LCB_VOWELS, "contest_date": datetime.datetime(2023, 8, 19)}
+    assert mapped(stamped, "livecodebench").metadata["contest_date"] == "2023-08-19T00:00:00"
+    with pytest.raises(ProblemFormatError, match="cannot be stored as JSON") as info:
+        mapped({**MATH500, "weight": float("nan")}, "math500")
+    assert info.value.field == "weight"
+
+
 def test_unknown_columns_are_kept_and_reported_not_interpreted():
     record = {**MATH500, "difficulty_rating": 3.5}
     fmt = detect_format(record)
