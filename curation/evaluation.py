@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from curation.execution import Limits
 from curation.hints import HintConfig
 
 
@@ -63,17 +64,6 @@ class Setting:
     def without_end_repeats(self) -> Setting:
         return replace(self, end_repeats=-1)
 
-    def describe(self) -> str:
-        parts = [
-            "hinted" if self.hinted else "no hints",
-            f"tools ≤{self.max_tool_calls}" if self.tools else "tools off",
-            f"k={self.samples}",
-            f"T={self.temperature:g}",
-        ]
-        if self.hinted:
-            parts.append(f"{self.end_repeats} end hints")
-        return ", ".join(parts)
-
 
 def tool_call_cap(
     *, hinted: bool, tool_config: Mapping[str, Any], hint_config: Mapping[str, Any]
@@ -116,10 +106,9 @@ def setting_of(
         hint_text = f"{'/'.join(hints.hints)}; {conjunctions}; texts {digest}"
     sandbox = ""
     if max_calls > 0:
-        sandbox = (
-            f"{float(tool_config.get('timeout_s', 10)):g} s, "
-            f"{int(tool_config.get('memory_mb', 1024))} MB"
-            + (", notebook" if tool_config.get("notebook") else "")
+        limits = Limits.from_tool_config(dict(tool_config))
+        sandbox = f"{limits.wall_s:g} s, {limits.memory_bytes >> 20} MB" + (
+            ", notebook" if tool_config.get("notebook") else ""
         )
     return Setting(
         hinted=hinted,
