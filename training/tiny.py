@@ -39,7 +39,7 @@ CHAT_TEMPLATE = (
 
 
 def build_tokenizer(
-    corpus: Iterable[str], vocab_size: int = 512, *, individual_digits: bool = False
+    corpus: Iterable[str], vocab_size: int = 512, *, digit_group: int = 0
 ) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer on `corpus` and wrap it for transformers.
 
@@ -47,11 +47,19 @@ def build_tokenizer(
     three special tokens (`<|endoftext|>` = pad, `<|im_start|>`, `<|im_end|>` = eos) and merges
     learnt from the corpus (fewer than `vocab_size` if the corpus is small). The same corpus
     gives the same tokenizer. Offsets are not trimmed, so each token's `offset_mapping` covers
-    exactly the characters it encodes (loss masking relies on it). `individual_digits`: every
-    digit is a token of its own (no merge spans two digits), so copying a number is copying
-    its digits one by one.
+    exactly the characters it encodes (loss masking relies on it). `digit_group` n > 0: a run of
+    digits is cut into groups of at most n from its left, and no merge spans two groups, so a
+    number is the same few tokens wherever it appears (copying it is copying those).
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
@@ -59,11 +67,10 @@ def build_tokenizer(
         minimum = 256 + len(SPECIAL_TOKENS)
         raise ValueError(f"vocab_size must be at least {minimum}, got {vocab_size}")
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = (
-        pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
-        if individual_digits
-        else byte_level
-    )
+    tokenizer.pre_tokenizer = byte_level
+    if digit_group > 0:
+        groups = pre_tokenizers.Split(Regex(rf"\d{{1,{digit_group}}}"), behavior="isolated")
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence([groups, byte_level])
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(

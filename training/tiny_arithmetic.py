@@ -4,8 +4,9 @@
 
 Problems on numbers of 4–9 digits: products, powers modulo m, digit sums of big powers, counts of
 primes in a range (hard: no model this small computes them in its head), and a few easy ones it
-can answer from its head (ten times a number, a number's last digit). The tokenizer splits every
-digit into its own token, so copying a number from the prompt into code is learnable in minutes.
+can answer from its head (ten times a number, a number's last digit). The tokenizer cuts every
+number into groups of up to three digits, the same tokens wherever the number appears, so
+copying it from the prompt into code is learnable in minutes.
 
 The corpus holds thousands of distinct problems, one trajectory each, in two styles:
 
@@ -48,13 +49,13 @@ class ArithmeticConfig:
     easy_share: float = 0.2  # problems the policy can answer from its head
     hinted_share: float = 0.5  # trajectories with a hint and code; the rest answer from the head
     seed: int = 2026
-    vocab_size: int = 512
-    individual_digits: bool = True
+    vocab_size: int = 2048
+    digit_group: int = 3  # a number is a few tokens of up to three digits
     hidden_size: int = 128
     layers: int = 4
     heads: int = 4
-    epochs: float = 3.0
-    learning_rate: float = 2e-3
+    epochs: float = 2.0
+    learning_rate: float = 3e-3
     max_length: int = 1024  # texts are under 300 tokens; 4x this is the engine's context (4096)
     batch_size: int = 8
 

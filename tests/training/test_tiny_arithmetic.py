@@ -63,14 +63,16 @@ def test_problem_records_import_as_math_problems_with_answers():
     assert record["domain"] == "math" and record["answer"] and record["id"] == "arith-test-0"
 
 
-def test_digits_are_tokens_of_their_own(corpus):
+def test_a_number_is_the_same_digit_groups_wherever_it_appears(corpus):
     texts = [text for _, text in corpus[:100]]
-    tokenizer = build_tokenizer(texts, vocab_size=400, individual_digits=True)
-    tokens = tokenizer.tokenize("print(918237633 * 107050)")
-    assert [t for t in tokens if t.isdigit()] == list("918237633107050")
+    tokenizer = build_tokenizer(texts, vocab_size=600, digit_group=3)
+    prompt = tokenizer.tokenize("What is 918237633 * 107050?")
+    code = tokenizer.tokenize("print(918237633 * 107050)")
+    digits = ["918", "237", "633", "107", "050"]
+    assert [t for t in prompt if t.isdigit()] == [t for t in code if t.isdigit()]
+    assert "".join(t for t in prompt if t.isdigit()) == "".join(digits)
+    assert all(len(t) <= 3 for t in prompt + code if t.isdigit())
     assert tokenizer.decode(tokenizer.encode("x = 918237633")) == "x = 918237633"
-    merged = build_tokenizer(texts, vocab_size=400)
-    assert any(len(t) > 1 and t.isdigit() for t in merged.tokenize("918237633 107050 2026"))
 
 
 def test_the_family_is_chosen_by_name_and_hashed_apart_from_the_default():
@@ -86,7 +88,7 @@ def test_mask_hints_false_trains_the_hint_and_still_masks_the_output(corpus):
     rows = corpus_rows(_family("arithmetic", SMALL)[1][:40])
     row = next(r for r in rows if "```output" in r["messages"][-1]["content"])
     content = row["messages"][-1]["content"]
-    tokenizer = build_tokenizer([content] * 4, vocab_size=300, individual_digits=True)
+    tokenizer = build_tokenizer([content] * 4, vocab_size=300, digit_group=3)
     hint = next(h.text for h in HINTS if h.text in content)
     output = content[content.index("```output") : content.index("So the result")]
 
