@@ -90,7 +90,45 @@ def test_compose_file_is_valid():
         capture_output=True,
         text=True,
     ).stdout.split()
-    assert set(services) == {"postgres", "redis", "web", "worker", "train-worker", "vllm"}
+    assert set(services) == {
+        "postgres",
+        "redis",
+        "web",
+        "worker",
+        "train-worker",
+        "vllm",
+        "vllm-2",
+    }
+
+
+def test_the_engines_serve_the_policies_volume_the_workers_write_with_one_context_length():
+    import yaml
+
+    config = yaml.safe_load(
+        subprocess.run(
+            ["docker-compose", "config"],
+            cwd=ROOT,
+            env={**os.environ, "SECRET_KEY": "k" * 64, "VLLM_MAX_MODEL_LEN": "8192"},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )["services"]
+    engines = ("vllm", "vllm-2")
+    urls = config["worker"]["environment"]["VLLM_SERVER_URLS"].split(",")
+    assert urls == [f"http://{name}:8000/v1" for name in engines]
+    for name in ("web", "worker", "train-worker", *engines):
+        assert "policies:/app/.cache/policies:rw" in config[name]["volumes"], name
+    for name in ("web", "worker", "train-worker"):
+        assert config[name]["environment"]["VLLM_MAX_MODEL_LEN"] == "8192", name
+    for name in engines:
+        command = config[name]["command"]
+        assert command[:3] == ["python", "-m", "workers.engines.serving"], name
+        assert "--policies-root=/app/.cache/policies" in command
+        assert "--max-model-len=8192" in command and "--port=8000" in command
+    # Each engine on its own GPU.
+    devices = [config[n]["deploy"]["resources"]["reservations"]["devices"] for n in engines]
+    assert devices[0][0]["device_ids"] != devices[1][0]["device_ids"]
 
 
 def test_every_service_that_runs_model_code_can_start_bubblewrap():

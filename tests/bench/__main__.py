@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / ".bench" / "results.json"
-MODULES = ["sandbox", "scoring", "rollout", "training", "export", "ui"]
+MODULES = ["sandbox", "scoring", "rollout", "training", "export", "ui", "fidelity", "engines"]
 
 RUNNER = """
 import json, sys

