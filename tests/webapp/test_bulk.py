@@ -174,6 +174,9 @@ def test_the_queue_searches_and_says_when_a_search_cannot_match(client, cy, item
         reverse("ui:queue_counts"), {"status": "", "search": "tetrahedrons"}, HTTP_HX_REQUEST="true"
     ).content.decode()
     assert "Pending (1)" in counts
+    past_the_end = client.get(reverse("ui:queue"), {"status": "", "search": "sum", "page": 9})
+    assert "Page 1 of 1" in past_the_end.content.decode()  # the last page, with its rows
+    assert f'value="{other.pk}" form="bulk"' in past_the_end.content.decode()
     body = client.get(reverse("ui:queue"), {"search": "the of"}).content.decode()
     assert "has no words to search for" in body and "Nothing matches" in body
 

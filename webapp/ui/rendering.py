@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from django.utils.safestring import SafeString, mark_safe
 from pygments.lexers import PythonLexer
+from pygments.styles import get_style_by_name
 from pygments.token import STANDARD_TYPES
 
 from curation import trajectory as fmt
@@ -344,10 +345,22 @@ def _fill(
 # --- Code -------------------------------------------------------------------------------------
 
 
+# The token classes that static/ui/pygments.css (Pygments' "default" style) colours. Names and
+# punctuation, most of a cell's tokens, have no style there: they stay unwrapped text.
+_STYLE = get_style_by_name("default")
+STYLED_CLASSES = frozenset(
+    css
+    for ttype, css in STANDARD_TYPES.items()
+    if css and any(_STYLE.style_for_token(ttype).values())
+)
+
+
 def _token_class(ttype) -> str:
+    """The token's CSS class, "" when the stylesheet gives it no style."""
     while ttype not in STANDARD_TYPES:
         ttype = ttype.parent
-    return STANDARD_TYPES[ttype]
+    css = STANDARD_TYPES[ttype]
+    return css if css in STYLED_CLASSES else ""
 
 
 @functools.lru_cache(maxsize=1024)
@@ -380,8 +393,9 @@ def highlight_python(code: str, marks: tuple[Mark, ...] = ()) -> SafeString:
 
 
 def _runs(code: str) -> list[tuple[int, str, str]]:
-    """(offset, css class, text) of the code's tokens; neighbours of one class are merged and
-    whitespace is left unwrapped, which keeps a long trajectory's page a third smaller."""
+    """(offset, css class, text) of the code's tokens; neighbours of one class are merged, and
+    whitespace and unstyled tokens are left unwrapped, which keeps a long trajectory's page
+    lean."""
     runs: list[tuple[int, str, str]] = []
     for position, ttype, value in PythonLexer(stripnl=False, ensurenl=False).get_tokens_unprocessed(
         code
