@@ -319,6 +319,7 @@ class RoundForm(forms.ModelForm):
         }
         for name, value in initial.items():
             self.fields[name].initial = value
+        self.fields["reviews_required"].required = False  # blank: one review per item
         if not self.instance.pk:  # blank sampling settings take the chosen kind's defaults
             for name in services.ROUND_DEFAULTS[RoundKind.SEED]:
                 self.fields[name].required = False

@@ -6,12 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from curation import review, selectors
 from curation.models import Assignment, Round
+from webapp.api.evaluations import TableSchema
 from webapp.api.views import ApiViewSet
 
 
@@ -67,6 +69,7 @@ class AssignmentViewSet(mixins.ListModelMixin, ApiViewSet):
     annotator role: otherwise 400 naming them)."""
 
     serializer_class = AssignmentSerializer
+    pagination_class = None  # a team has a handful of assignments
     action_permissions = {"list": "view_assignment", "create": "add_assignment"}
 
     def get_queryset(self):
@@ -94,19 +97,46 @@ class AgreementQuerySerializer(serializers.Serializer):
     round = serializers.PrimaryKeyRelatedField(queryset=Round.objects.all(), required=False)
 
 
+class PairSerializer(serializers.Serializer):
+    a = serializers.CharField()
+    b = serializers.CharField()
+    items = serializers.IntegerField(help_text="Items both decided.")
+    agreement = serializers.FloatField(help_text="Share decided alike.")
+    kappa = serializers.FloatField(allow_null=True, help_text="Cohen's kappa; null if undefined.")
+
+
+class TimeOnTaskSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    decisions = serializers.IntegerField()
+    per_hour = serializers.FloatField(allow_null=True, help_text="Items per hour on task.")
+    median_s = serializers.FloatField(help_text="Median seconds from claim to decision.")
+
+
+class AgreementSerializer(serializers.Serializer):
+    items = serializers.IntegerField(help_text="Items two or more annotators reviewed.")
+    pairs = PairSerializer(many=True)
+    alpha = serializers.FloatField(
+        allow_null=True, help_text="Krippendorff's alpha (nominal); null if undefined."
+    )
+    time_on_task = TimeOnTaskSerializer(many=True)
+
+
 class AgreementViewSet(ApiViewSet):
     """Agreement on the items two or more annotators reviewed: Cohen's κ per pair, Krippendorff's
     α overall (null where undefined); and time on task per annotator."""
 
+    serializer_class = AgreementSerializer
     action_permissions = {"list": "view_review"}
+    pagination_class = None
+    schema = TableSchema()  # the GET answers one object, not a list
 
+    @extend_schema(parameters=[AgreementQuerySerializer], responses=AgreementSerializer)
     def list(self, request: Request) -> Response:
         round_ = self.query(AgreementQuerySerializer).get("round")
         round_id = round_.pk if round_ else None
         time_on_task = selectors.time_on_task(round_id=round_id)
-        return Response(
-            {
-                **selectors.review_agreement(round_id=round_id),
-                "time_on_task": time_on_task["annotators"],
-            }
-        )
+        body = {
+            **selectors.review_agreement(round_id=round_id),
+            "time_on_task": time_on_task["annotators"],
+        }
+        return Response(AgreementSerializer(body).data)
