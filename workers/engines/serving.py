@@ -147,6 +147,10 @@ class Supervisor:
         """The ready engine for ``model`` (started if needed), counted as in use until release."""
         async with self._lock:
             child = self.children.get(model)
+            if child is not None and child.process.returncode is not None:
+                log.warning("the engine for %s had exited: starting another", model)
+                await self.stop(child)
+                child = None
             if child is None:
                 await self._make_room()
                 child = await self._spawn(model)
@@ -307,6 +311,8 @@ def make_app(config: ServingConfig):
         try:
             answer = await supervisor.forward(child, "/v1/completions", body)
         except httpx.TransportError as exc:
+            # Gone for every request on it: the next one starts another engine.
+            await supervisor.stop(child)
             return error(503, f"the engine for {model} went away: {type(exc).__name__}: {exc}")
         finally:
             supervisor.release(child)
