@@ -12,7 +12,10 @@ The stop/resume protocol. Every engine request carries stop strings, kept in the
 - ``"```output"``: the model must never write an output block: the fence is cut off; a code block
   just before it is closed (if needed) and run, as ToRA does.
 - the conjunctions of the hint config ("Wait", "Alternatively"): with the config's probability and
-  up to its cap, ``", " + hint`` is appended (outside code blocks, before ``</think>``).
+  up to its cap, ``", " + hint`` is appended (outside code blocks, before ``</think>``). An engine
+  with ``hint_stops`` (the local one) does not stop at the others: the rollout draws how many
+  to write past and the engine ends the request after the chosen one
+  (``workers.engines.hint_stops``); other engines stop at each and a coin decides.
 - ``"</think>"``: withheld (cut off), an end hint appended, generation resumed; up to
   ``end_repeats`` times (test-time scaling). A model that ends with EOS while still thinking gets
   the same treatment. Once the end hints are spent ``</think>`` is no longer a stop string.
@@ -21,7 +24,9 @@ Code runs only before ``</think>`` (the answer's final code is the answer, not a
 Every resume sends the previous request's prompt ids plus the ids the engine generated, and only
 the text the rollout appends is tokenized, so the engine's prefix cache hits. When a stop string
 ends inside the last generated token (or text is cut), the ids are re-aligned to the text: the
-trailing tokens that do not match are dropped and the rest of the text is tokenized.
+trailing tokens that do not match are dropped and the rest of the text is tokenized. The
+segments are kept as text is appended (``curation.trajectory.SegmentBuilder``), never re-parsed
+whole.
 
 Baseline samples use the same loop with ``hint_config=None``; code the model writes on its own
 still runs (tools on: START-0 and START are tool-using models, so RFT and eval rounds need it).

