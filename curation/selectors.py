@@ -210,6 +210,9 @@ def trajectories_filtered(
 # --- Search -----------------------------------------------------------------------------------
 
 SEARCH_MAX_CHARS = 200
+# Problems whose prompt matches are passed to the trajectory query by id up to this many (so
+# that Postgres combines two index scans); more would make a long query to plan each time.
+SEARCH_LISTED_PROBLEMS = 1000
 
 
 class SearchError(ValueError):
@@ -238,7 +241,10 @@ def trajectories_search(qs: TrajectoryQuerySet, *, query: str) -> TrajectoryQuer
             raise SearchError(
                 f"“{query}” has no words to search for (very common words are ignored)"
             )
-    problems = list(Problem.objects.filter(search_vector=tsquery).values_list("pk", flat=True))
+    matching = Problem.objects.filter(search_vector=tsquery).values_list("pk", flat=True)
+    problems = list(matching[: SEARCH_LISTED_PROBLEMS + 1])
+    if len(problems) > SEARCH_LISTED_PROBLEMS:  # a common word: a subquery, not a long list
+        return qs.filter(Q(search_vector=tsquery) | Q(problem__in=matching))
     return qs.filter(Q(search_vector=tsquery) | Q(problem_id__in=problems))
 
 
@@ -293,8 +299,37 @@ def _counts_from_cells(filters: QueueFilters) -> bool:
     return connection.vendor == "postgresql" and not filters.search
 
 
-def queue_facets(*, filters: QueueFilters) -> QueueFacets:
-    """Counts per filter value, each under the other filters.
+# A search is counted by listing its matches (found by the GIN index, each read once), up to
+# this many. Beyond it the queue says "10,000+" and does not count per filter value: a broad
+# search's counts would read most of the table (seconds at a million).
+SEARCH_COUNT_CAP = 10_000
+
+
+def search_matches(*, filters: QueueFilters, without: Collection[str] = ()) -> list[int] | None:
+    """The ids of the queue's trajectories that match its search (under the filters except those
+    `without`); None when there are more than SEARCH_COUNT_CAP."""
+    matches = queue_trajectories(filters=filters, without=without).order_by()
+    ids = list(matches.values_list("pk", flat=True)[: SEARCH_COUNT_CAP + 1])
+    return None if len(ids) > SEARCH_COUNT_CAP else ids
+
+
+def queue_listing(*, filters: QueueFilters) -> tuple[TrajectoryQuerySet, int, bool]:
+    """The queue's rows in order (to slice a page from), how many, and whether that number is a
+    floor (a search with more than SEARCH_COUNT_CAP matches)."""
+    if not filters.search:
+        return queue_trajectories(filters=filters), queue_count(filters=filters), False
+    ids = search_matches(filters=filters)
+    if ids is None:  # most rows match: walking the sort order finds a page of them at once
+        return queue_trajectories(filters=filters), SEARCH_COUNT_CAP, True
+    # Few match: the page is read by id. (Left to itself, Postgres may walk the whole sort
+    # order looking for them, seconds at a million when they are near its end.)
+    order = QUEUE_SORTS.get(filters.sort, QUEUE_SORTS["oldest"])
+    return Trajectory.objects.filter(pk__in=ids).order_by(*order), len(ids), False
+
+
+def queue_facets(*, filters: QueueFilters) -> QueueFacets | None:
+    """Counts per filter value, each under the other filters; None for a search with more than
+    SEARCH_COUNT_CAP matches.
 
     Both ways sum a small cube (rounds x kinds x domains x statuses x correctness): read from
     `QueueCount`, or grouped live from the candidates (flag kinds, many per trajectory, counted
@@ -302,8 +337,18 @@ def queue_facets(*, filters: QueueFilters) -> QueueFacets:
     """
     if _counts_from_cells(filters):
         return _facets_from_cells(filters)
+    ids = None
+    if filters.search:  # its matches, once, by id; then the other filters on those
+        ids = search_matches(filters=filters, without=(*_CUBE, "flag"))
+        if ids is None:
+            return None
+        filters = replace(filters, search="")
+
+    def scope(trajectories: TrajectoryQuerySet) -> TrajectoryQuerySet:
+        return trajectories if ids is None else trajectories.filter(pk__in=ids)
+
     cube = (
-        queue_trajectories(filters=filters, without=_CUBE)
+        scope(queue_trajectories(filters=filters, without=_CUBE))
         .order_by()
         .values(*_CUBE.values())
         .annotate(n=Count("id"))
@@ -312,7 +357,8 @@ def queue_facets(*, filters: QueueFilters) -> QueueFacets:
         (({facet: row[column] for facet, column in _CUBE.items()}, row["n"]) for row in cube),
         filters,
     )
-    counts["flag"] = _flag_kind_counts(queue_trajectories(filters=filters, without=("flag",)))
+    flagged = scope(queue_trajectories(filters=filters, without=("flag",)))
+    counts["flag"] = _flag_kind_counts(flagged)
     return QueueFacets(total, counts)
 
 

@@ -9,7 +9,7 @@ view, queries and templates, no network):
 - the queue over 1M trajectories (an RFT round of 50k problems x 16 samples is 800k; 60% of them
   candidates) with their flags: its page, the counts per filter value (the page fetches them in
   a second request once its rows are shown), both narrowed by filters, and a full-text search
-  (a word in 0.2% of the texts) with its counts.
+  (a word in 0.2% of the texts) with its counts, and a search for a word in every text.
 In Chromium (Playwright, Debian's build), against a live server on the same data: navigation
 start to the last segment of the long trajectory visible, median of 5 cold loads (a fresh
 context each: no cache), and the bytes it moved.
@@ -486,6 +486,10 @@ def run_bench() -> dict[str, float]:
             "ui.search": _timed(lambda: client.get(queue_url, search)),
             "ui.search_counts": _timed(
                 lambda: client.get(counts_url, search, HTTP_HX_REQUEST="true")
+            ),
+            # A word of every text and every prompt: counted up to the cap, not per filter.
+            "ui.search_broad": _timed(
+                lambda: client.get(queue_url, {"status": "pending", "search": "squares"})
             ),
         }
         results = {}

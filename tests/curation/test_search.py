@@ -58,6 +58,12 @@ def test_full_text_search_stems_words_and_reads_the_problem_prompt(corpus):
     assert found('"base half"') == set()
 
 
+def test_prompts_that_match_many_problems_are_a_subquery_with_the_same_answer(corpus, monkeypatch):
+    monkeypatch.setattr(selectors, "SEARCH_LISTED_PROBLEMS", 0)
+    assert found("factor") == ids(corpus, "factor", "both")
+    assert found("primes") == ids(corpus, "sieve", "both")
+
+
 def test_search_combines_with_the_queue_filters_and_its_counts(corpus):
     review.trajectory_decide(
         trajectory=corpus["both"],

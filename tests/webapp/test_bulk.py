@@ -10,7 +10,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from curation import bulk, review
+from curation import bulk, review, selectors
 from curation.bulk import BulkAction
 from curation.models import ReviewStatus, Revision, Trajectory
 from tests.webapp import workbench_data as data
@@ -179,6 +179,20 @@ def test_the_queue_searches_and_says_when_a_search_cannot_match(client, cy, item
     assert f'value="{other.pk}" form="bulk"' in past_the_end.content.decode()
     body = client.get(reverse("ui:queue"), {"search": "the of"}).content.decode()
     assert "has no words to search for" in body and "Nothing matches" in body
+
+
+def test_a_broad_search_is_counted_up_to_a_cap_and_not_per_filter(client, cy, items, monkeypatch):
+    monkeypatch.setattr(selectors, "SEARCH_COUNT_CAP", 2)
+    client.force_login(cy)
+    body = client.get(reverse("ui:queue"), {"status": "", "search": "sum"}).content.decode()
+    assert "2+ items" in body
+    assert body.count('name="ids"') == 2  # a page of rows, walked in the queue's order
+    counts = client.get(
+        reverse("ui:queue_counts"), {"status": "", "search": "sum"}, HTTP_HX_REQUEST="true"
+    ).content.decode()
+    assert "Too many matches to count each filter value" in counts and "Pending (" not in counts
+    narrow = client.get(reverse("ui:queue"), {"status": "", "search": "sum", "round": 10**6})
+    assert "0 items" in narrow.content.decode()  # under the cap again: counted exactly
 
 
 # --- The API ------------------------------------------------------------------------------------

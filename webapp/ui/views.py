@@ -20,7 +20,6 @@ from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, Window
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render, resolve_url
 from django.template.loader import render_to_string
@@ -151,14 +150,21 @@ def queue(request: HttpRequest) -> HttpResponse:
     filters = form.filters()
     counts = None
     search_error = ""
-    total = None
+    counted = capped = False
     try:
+        rows_query, total, capped = selectors.queue_listing(filters=filters)
         if request.GET.get("counts"):  # without JavaScript: the counts in the page itself
             facets = selectors.queue_facets(filters=filters)
-            total, counts = facets.total, facets.counts
-        elif not filters.search:  # a search's total comes with its rows (_queue_rows)
-            total = selectors.queue_count(filters=filters)
-        rows, total, page = _queue_rows(filters, form.page_number(), total)
+            counted, counts = True, facets.counts if facets else None
+        page = Paginator(range(total), PAGE_SIZE).get_page(form.page_number())
+        rows = list(
+            rows_query.select_related("round", "problem", "claimed_by")
+            .only(
+                "id", "hinted", "sample_index", "candidate", "review_status", "is_correct",
+                "flag_count", "num_tokens", "claimed_until", "round__name",
+                "problem__external_id", "problem__domain", "claimed_by__username",
+            )[page.start_index() - 1 if total else 0 : page.end_index()]
+        )  # fmt: skip
     except selectors.SearchError as exc:
         search_error, total, rows = str(exc), 0, []
         page = Paginator([], PAGE_SIZE).get_page(1)
@@ -166,7 +172,9 @@ def queue(request: HttpRequest) -> HttpResponse:
         "filters": filters,
         "query": forms.filters_query(filters),
         "facets": _facet_options(filters, counts),
-        "counted": counts is not None,
+        "counted": counted,
+        "too_broad": counted and counts is None,
+        "capped": capped,
         "rows": rows,
         "page": page,
         "page_links": _page_links(page, filters),
@@ -183,33 +191,6 @@ def queue(request: HttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
-def _queue_rows(
-    filters: selectors.QueueFilters, number: int, total: int | None
-) -> tuple[list[Trajectory], int, Page]:
-    """The rows of page `number`, the total and the page. Without a known total (a search: no
-    counts table knows it), the rows query counts the matches too (a window), so that the GIN
-    index and the rows it finds are read once, not once for the count and again for the rows."""
-    rows_query = (
-        selectors.queue_trajectories(filters=filters)
-        .select_related("round", "problem", "claimed_by")
-        .only(
-            "id", "hinted", "sample_index", "candidate", "review_status", "is_correct",
-            "flag_count", "num_tokens", "claimed_until", "round__name",
-            "problem__external_id", "problem__domain", "claimed_by__username",
-        )
-    )  # fmt: skip
-    if total is None:
-        start = (number - 1) * PAGE_SIZE
-        rows = list(rows_query.annotate(matches=Window(Count("id")))[start : start + PAGE_SIZE])
-        if rows:
-            page = Paginator(range(rows[0].matches), PAGE_SIZE).get_page(number)
-            return rows, rows[0].matches, page
-        total = selectors.queue_count(filters=filters)  # a page past the end
-    page = Paginator(range(total), PAGE_SIZE).get_page(number)
-    rows = list(rows_query[page.start_index() - 1 if total else 0 : page.end_index()])
-    return rows, total, page
-
-
 @require_GET
 @permission(VIEW)
 @vary_on_headers("HX-Request")
@@ -224,7 +205,8 @@ def queue_counts(request: HttpRequest) -> HttpResponse:
         facets = selectors.QueueFacets(0, {})
     context = {
         "filters": filters,
-        "facets": _facet_options(filters, facets.counts),
+        "facets": _facet_options(filters, facets.counts if facets else None),
+        "too_broad": facets is None,
         "counted": True,
         "sorts": list(SORT_LABELS.items()),
     }
