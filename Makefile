@@ -14,13 +14,14 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/start_curation
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/0
 
 .PHONY: help setup system-deps venv services tiny-policy lint test test-fast test-other-isa demo \
-	bench clean lock
+	bench chaos clean lock
 
 help:
 	@echo "make demo       set everything up and run the app at http://127.0.0.1:8000 (Ctrl-C stops it)"
 	@echo "make test       set everything up and run the whole suite on Postgres and Redis (CI's command)"
 	@echo "make test-fast  the tests that need no vLLM engine, browser, Celery worker or training run (after every change)"
 	@echo "make bench      run the benchmarks, write .bench/results.json"
+	@echo "make chaos      the fault suite and the 5-minute load test (private Redis and Postgres)"
 
 setup: system-deps venv
 
@@ -96,6 +97,14 @@ demo: setup
 bench: setup services tiny-policy
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
 		$(PY) -m tests.bench
+
+# The tests marked chaos (also in `make test`, with a 60-second load): workers, engines, Redis and
+# Postgres killed during a round or a job (private Redis and Postgres instances; the machine's own
+# are never touched), then 20 annotators for 5 minutes over 100k trajectories. Writes
+# reliability.* and load.* into .bench/results.json (tests/bench/bench_reliability.py).
+chaos: setup services tiny-policy
+	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
+		$(PY) -m tests.bench reliability
 
 clean:
 	rm -rf $(VENV) .cache .bench .celery-broker .demo db.sqlite3 staticfiles

@@ -14,7 +14,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / ".bench" / "results.json"
-MODULES = ["sandbox", "scoring", "rollout", "training", "export", "ui", "fidelity", "engines"]
+MODULES = [
+    "sandbox",
+    "scoring",
+    "rollout",
+    "training",
+    "export",
+    "ui",
+    "fidelity",
+    "engines",
+    "reliability",
+]
 
 RUNNER = """
 import json, sys
