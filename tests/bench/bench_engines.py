@@ -99,8 +99,9 @@ def jobs(tokenizer, count: int = N_TRAJECTORIES) -> list[RolloutJob]:
             key=i,
             prompt=chat_prompt(tokenizer, pool[i % len(pool)].problem.prompt, system=SYSTEM_PROMPT),
             problem=pool[i % len(pool)].problem,
-            # Half with Hint-infer: more stop strings per turn than the OpenAI API's 4.
-            hint_config=HintConfig() if i % 2 else None,
+            # Half with Hint-infer (more stop strings per turn than the OpenAI API's 4), not every
+            # other one: that would line up with the pool's alternation over two idle engines.
+            hint_config=HintConfig() if i % 4 in (1, 2) else None,
             seed=i,
         )
         for i in range(count)
