@@ -321,10 +321,24 @@ def queue_listing(*, filters: QueueFilters) -> tuple[TrajectoryQuerySet, int, bo
     ids = search_matches(filters=filters)
     if ids is None:  # most rows match: walking the sort order finds a page of them at once
         return queue_trajectories(filters=filters), SEARCH_COUNT_CAP, True
-    # Few match: the page is read by id. (Left to itself, Postgres may walk the whole sort
-    # order looking for them, seconds at a million when they are near its end.)
+    return _by_id(ids, filters), len(ids), False
+
+
+def queue_ordered(*, filters: QueueFilters) -> TrajectoryQuerySet:
+    """The queue in its order, for the next item to claim and a page's neighbours: a selective
+    search's matches are read by id (see `_by_id`)."""
+    if filters.search:
+        ids = search_matches(filters=filters)
+        if ids is not None:
+            return _by_id(ids, filters)
+    return queue_trajectories(filters=filters)
+
+
+def _by_id(ids: list[int], filters: QueueFilters) -> TrajectoryQuerySet:
+    """The trajectories `ids` in the queue's order. Left to find a rare word's rows itself,
+    Postgres may walk the whole sort order (seconds at a million when they are near its end)."""
     order = QUEUE_SORTS.get(filters.sort, QUEUE_SORTS["oldest"])
-    return Trajectory.objects.filter(pk__in=ids).order_by(*order), len(ids), False
+    return Trajectory.objects.filter(pk__in=ids).order_by(*order)
 
 
 def queue_facets(*, filters: QueueFilters) -> QueueFacets | None:
@@ -450,7 +464,7 @@ def queue_neighbors(
 ) -> tuple[int | None, int | None]:
     """The ids before and after `trajectory` in the queue's order (it need not be in it)."""
     order = QUEUE_SORTS.get(filters.sort, QUEUE_SORTS["oldest"])
-    qs = queue_trajectories(filters=filters)
+    qs = queue_ordered(filters=filters)
 
     def beyond(forward: bool) -> Q:
         condition = Q(pk__in=[])

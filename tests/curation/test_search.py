@@ -82,6 +82,15 @@ def test_search_combines_with_the_queue_filters_and_its_counts(corpus):
     assert facets.counts["status"] == {"pending": 1, "approved": 1}
 
 
+def test_neighbours_and_the_next_claim_stay_within_the_search(corpus):
+    filters = QueueFilters(search="sieve")
+    sieve, factor, both = corpus["sieve"], corpus["factor"], corpus["both"]
+    assert selectors.queue_neighbors(filters=filters, trajectory=factor) == (sieve.pk, both.pk)
+    assert selectors.queue_neighbors(filters=filters, trajectory=sieve) == (None, both.pk)
+    queue = selectors.queue_ordered(filters=filters)
+    assert review.trajectory_claim_next(user=UserFactory(), queue=queue).pk == sieve.pk
+
+
 @pytest.mark.parametrize("query", ["the of and", "&&& ||| !!!", "(((", "   "])
 def test_a_search_with_nothing_to_look_for_says_so(corpus, query):
     if not query.strip():

@@ -316,7 +316,7 @@ def claim_next(request: HttpRequest) -> HttpResponse:
     filters = _filters(request)
     chosen = review.trajectory_claim_next(
         user=request.user,
-        queue=selectors.queue_trajectories(filters=filters),
+        queue=selectors.queue_ordered(filters=filters),
         assigned=selectors.assigned_queues(user=request.user),
     )
     if chosen is None:
