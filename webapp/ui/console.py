@@ -362,6 +362,15 @@ class PolicyForm(forms.Form):
     parent = forms.ModelChoiceField(queryset=Policy.objects.all(), required=False)
 
 
+def _metric(value: float | str) -> str:
+    """A metric for reading: 20,120 tokens, a loss of 0.1177, a learning rate of 1.7e-06."""
+    if isinstance(value, bool) or isinstance(value, str):
+        return str(value)
+    if isinstance(value, int) or float(value).is_integer() and abs(value) >= 1:
+        return f"{value:,.0f}"
+    return f"{value:,.1f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
 @require_http_methods(["GET", "POST"])
 @permission(CONSOLE)
 def policies(request: HttpRequest) -> HttpResponse:
@@ -389,7 +398,9 @@ def policies(request: HttpRequest) -> HttpResponse:
     for policy in rows:
         policy.job = made_by.get(policy.pk)
         policy.metric_rows = sorted(
-            (k, v) for k, v in (policy.metrics or {}).items() if isinstance(v, int | float | str)
+            (key, _metric(value))
+            for key, value in (policy.metrics or {}).items()
+            if isinstance(value, int | float | str) and value != ""
         )
     return _page(
         request, "policies.html", "policies", policies=rows, lineage=_lineage(rows), form=form
