@@ -364,9 +364,9 @@ class PolicyForm(forms.Form):
 
 def _metric(value: float | str) -> str:
     """A metric for reading: 20,120 tokens, a loss of 0.1177, a learning rate of 1.7e-06."""
-    if isinstance(value, bool) or isinstance(value, str):
+    if isinstance(value, bool | str):
         return str(value)
-    if isinstance(value, int) or float(value).is_integer() and abs(value) >= 1:
+    if isinstance(value, int) or (float(value).is_integer() and abs(value) >= 1):
         return f"{value:,.0f}"
     return f"{value:,.1f}" if abs(value) >= 1000 else f"{value:.4g}"
 
