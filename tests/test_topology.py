@@ -231,9 +231,13 @@ def test_the_loop_runs_through_the_compose_topology(topology):
     )
     result = run_loop(cfg, approve=approve_all_scripted)
 
-    # Every policy the loop made lives on the shared volume and ran on both engine endpoints.
+    # Every policy the loop made lives on the shared volume and ran on both engine endpoints;
+    # the train worker launched each SFT job through accelerate (one CPU process).
     assert result.start0.made_by.dataset_version == result.d_seed
     assert result.start.made_by.dataset_version == result.d_start
+    for job in (result.start0.made_by, result.start.made_by):
+        assert "accelerate.commands.launch" in job.command, job.command
+        assert "--num_processes 1" in job.command, job.command
     policies = {base.path, result.start0.path, result.start.path}
     assert all(Path(path).is_relative_to(topology.policies) for path in policies)
     for name in ENGINES:
