@@ -639,7 +639,6 @@ def steered_engines(engine, planned, **kwargs) -> list[Steered]:
 GREEDY = replace(LONG_SAMPLING, temperature=0.0, top_p=1.0)
 KNOBS = {
     "block_size=32": ({}, LONG_SAMPLING),
-    "block_size=64": ({"block_size": 64}, LONG_SAMPLING),
     "block_size=128": ({"block_size": 128}, LONG_SAMPLING),
     "max_num_seqs=32": ({"max_num_seqs": LONG_CONCURRENCY}, LONG_SAMPLING),
     "greedy,chunked_prefill=off": ({}, GREEDY),
