@@ -164,7 +164,7 @@ def server(policy):
             argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     base_url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 600  # start-up takes minutes on a loaded 2-core machine
     try:
         while True:
             if proc.poll() is not None:
