@@ -1,6 +1,8 @@
 """SFT jobs through a real train worker: it launches `accelerate launch -m training.sft` as a child
 process group and only supervises it (progress, heartbeat, cancel, the log)."""
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -56,3 +58,16 @@ def test_cancel_stops_every_process_of_the_group(train_worker, base_model_dir):
     assert job.status == RunStatus.CANCELLED and job.output_policy is None
     assert wait_until(lambda: not processes_of(job_dir(job)), timeout=30)
     assert not any(job_dir(job).glob(".model.partial")), "a cancelled run leaves no model"
+
+
+def test_a_killed_training_process_fails_the_job_and_registers_nothing(
+    train_worker, base_model_dir
+):
+    job = launch_job(base_model_dir, config={"max_steps": 100_000, "learning_rate": 1e-3})
+    job = job_when(job, lambda j: j.step >= 1 or ended(j))
+    assert job.status == RunStatus.RUNNING, job.error or job.log
+    for pid in processes_of(job_dir(job)):
+        os.kill(pid, signal.SIGKILL)  # the launcher and the training, not the worker
+    job = job_when(job, ended, timeout=60)
+    assert job.status == RunStatus.FAILED and job.output_policy is None
+    assert "its partial model was not registered" in job.error
