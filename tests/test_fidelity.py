@@ -43,7 +43,12 @@ from curation.loop import (
 from curation.models import ProblemSet, Round
 from training.tiny_arithmetic import problem_records
 
-pytestmark = [pytest.mark.vllm, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.vllm,
+    pytest.mark.worker,
+    pytest.mark.fidelity,
+    pytest.mark.django_db(transaction=True),
+]
 
 N_TRAIN = 120
 N_EVAL = 120

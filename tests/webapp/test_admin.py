@@ -228,6 +228,7 @@ def test_create_a_round_with_all_its_settings(curator, hint_names):
         "timeout_s": 5.0,
         "memory_mb": 512,
         "notebook": True,
+        "run_code": "all",  # the form's default: every sample runs its code
     }
     # The change form reads the stored configs back into its fields.
     form = curator.get(f"/admin/curation/round/{round_.pk}/change/").context["adminform"].form
