@@ -506,9 +506,7 @@ class Suggestion(models.Model):
     trajectory. The human sees it in the workbench; it never approves or rejects anything (the
     review status stays as it was). Written by `curation.review.trajectory_suggest`."""
 
-    trajectory = models.ForeignKey(
-        Trajectory, on_delete=models.CASCADE, related_name="suggestions"
-    )
+    trajectory = models.ForeignKey(Trajectory, on_delete=models.CASCADE, related_name="suggestions")
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
     created_at = models.DateTimeField(auto_now_add=True)
     decision = models.CharField(

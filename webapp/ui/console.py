@@ -26,14 +26,6 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.views.decorators.vary import vary_on_headers
 
 from curation import selectors, services
-from curation.admin import (
-    EvaluationFilterForm,
-    EvaluationSweepForm,
-    FreezeForm,
-    ProblemImportForm,
-    RoundForm,
-    SFTJobForm,
-)
 from curation.datasets import (
     CANDIDATE_OF_KIND,
     ROUND_KIND_OF_DATASET,
@@ -43,6 +35,14 @@ from curation.datasets import (
     select_start_candidates,
 )
 from curation.evaluation import scaling_chart, scaling_series
+from curation.forms import (
+    EvaluationFilterForm,
+    EvaluationSweepForm,
+    FreezeForm,
+    ProblemImportForm,
+    RoundForm,
+    SFTJobForm,
+)
 from curation.importing import problem_set_import_upload
 from curation.models import (
     ACTIVE_STATUSES,
