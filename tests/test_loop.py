@@ -9,7 +9,12 @@ from curation.importing import file_records, problem_set_import
 from curation.loop import LoopConfig, approve_all_scripted, run_loop
 from curation.models import ProblemSet, Revision, RoundKind
 
-pytestmark = [pytest.mark.vllm, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.vllm,
+    pytest.mark.worker,
+    pytest.mark.timeout(2400),  # the whole loop: five rounds and two SFT jobs
+    pytest.mark.django_db(transaction=True),
+]
 
 DATA = Path(__file__).resolve().parent.parent / "curation" / "data"
 

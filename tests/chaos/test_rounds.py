@@ -32,7 +32,7 @@ from tests.chaos.services import (
 )
 from tests.conftest import ARTIFACTS, ROOT, wait_until
 
-pytestmark = [pytest.mark.chaos, pytest.mark.worker, pytest.mark.vllm]
+pytestmark = [pytest.mark.chaos, pytest.mark.worker, pytest.mark.vllm, pytest.mark.timeout(1800)]
 
 SAMPLES = Path(__file__).resolve().parents[2] / "curation" / "data" / "sample_problems.jsonl"
 # Four samples each (two hinted, two plain): 144 trajectories in 36 chunks of 4, long enough that

@@ -14,7 +14,12 @@ from tests.conftest import purge_queues, start_worker, stop_worker, wait_until
 from tests.training.jobs import ended, job_when, launch_job, processes_of, training_output_root
 from workers.sft import job_dir
 
-pytestmark = [pytest.mark.chaos, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.chaos,
+    pytest.mark.worker,
+    pytest.mark.timeout(1800),  # a job, its loss and a second run on two loaded cores
+    pytest.mark.django_db(transaction=True),
+]
 
 
 def test_a_train_worker_killed_mid_job(tmp_path, tiny_policy_path, admin_client):

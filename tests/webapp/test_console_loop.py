@@ -13,6 +13,7 @@ from tests.webapp import workbench_data as data
 from tests.webapp.test_browser import ARTIFACTS, open_page
 
 pytestmark = [
+    pytest.mark.timeout(2400),  # the whole loop: three rounds and two SFT jobs
     pytest.mark.vllm,
     pytest.mark.worker,
     pytest.mark.browser,
