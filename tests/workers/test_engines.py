@@ -150,6 +150,47 @@ class TestLocalEngine:
             )
 
 
+# A worker's stand-in: it starts a local engine, prints its child processes (the engine core,
+# vLLM's resource tracker, the watchdog), and waits.
+ENGINE_HOLDER = """
+import sys, time
+import psutil
+from workers.engines import EngineConfig, make_engine
+if __name__ == "__main__":
+    config = EngineConfig(model=sys.argv[1], max_model_len=1024, enforce_eager=True, kv_cache_gib=1)
+    make_engine(config)
+    print("CHILDREN", *(child.pid for child in psutil.Process().children()), flush=True)
+    time.sleep(600)
+"""
+
+
+def _running(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.vllm
+def test_the_engine_s_processes_die_with_a_worker_killed_by_sigkill(policy, tmp_path):
+    holder = tmp_path / "holder.py"
+    holder.write_text(ENGINE_HOLDER)
+    proc = subprocess.Popen(
+        [sys.executable, str(holder), str(policy)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    line = next(line for line in proc.stdout if line.startswith("CHILDREN"))  # vLLM logs first
+    children = [int(pid) for pid in line.split()[1:]]
+    assert len(children) >= 2, children  # the engine core and the watchdog at least
+    proc.kill()  # as the OOM killer or `kill -9` would: no cleanup runs in the holder
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while [pid for pid in children if _running(pid)] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert [pid for pid in children if _running(pid)] == []
+
+
 @pytest.fixture(scope="class")
 def server(policy):
     """vLLM's OpenAI server on a free port, started through server_main."""

@@ -8,6 +8,8 @@ AsyncLLM left to the garbage collector prints errors at interpreter exit.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -29,6 +31,45 @@ CPU_BLOCK_SIZE = 32
 DEFAULT_BATCHED_TOKENS = 2048
 # Loaded by the engine core process (by name: it imports vLLM).
 HINT_STOPS_PROCESSOR = "workers.engines.processors:HintStopsProcessor"
+
+# vLLM's engine core is a child process that outlives a worker killed with SIGKILL: re-parented to
+# init, it keeps the model's memory for good. This watchdog, which the kernel signals when the
+# thread that started it dies (PR_SET_PDEATHSIG), kills the engine's processes then. `close()`
+# kills the watchdog first (with SIGKILL, which it cannot catch), so it never outlives the engine
+# and never signals a recycled pid.
+_WATCHDOG = """
+import ctypes, os, signal, sys
+parent, pids = int(sys.argv[1]), [int(p) for p in sys.argv[2:]]
+def stop(*_):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    os._exit(0)
+signal.signal(signal.SIGTERM, stop)
+ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+if os.getppid() != parent:  # the parent died before the signal was armed
+    stop()
+while True:
+    signal.pause()
+"""
+
+
+def _children() -> set[int]:
+    import psutil  # vLLM's own dependency
+
+    return {child.pid for child in psutil.Process().children()}
+
+
+def _die_with_this_process(pids: set[int]) -> subprocess.Popen | None:
+    """Start the watchdog over `pids` (the processes vLLM just started)."""
+    if not pids:
+        return None
+    return subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), *map(str, sorted(pids))],
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def engine_args(config: EngineConfig, *, logits_processors: Sequence[str] = ()) -> Any:
@@ -103,9 +144,11 @@ class LocalEngine:
 
         self.config = config
         self.name = config.model
+        before = _children()
         self._llm = AsyncLLM.from_engine_args(
             engine_args(config, logits_processors=logits_processors)
         )
+        self._watchdog = _die_with_this_process(_children() - before)
         self.tokenizer = self._llm.get_tokenizer()
         self.max_model_len: int = self._llm.model_config.max_model_len
         self.block_size: int = self._llm.vllm_config.cache_config.block_size
@@ -158,6 +201,9 @@ class LocalEngine:
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._watchdog is not None:
+                self._watchdog.kill()
+                self._watchdog.wait()
             self._llm.shutdown()
             # Collected now rather than at interpreter exit, where AsyncLLM.__del__ fails noisily.
             del self._llm
