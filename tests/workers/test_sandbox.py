@@ -166,6 +166,27 @@ def test_threads_and_coroutines_share_the_slots_first_come_first_served(secret_e
         pool.close()
 
 
+@pytest.mark.parametrize("after_s", [0.0, 0.3], ids=["while-settling", "while-running"])
+def test_a_cancelled_arun_never_hands_its_reply_to_the_next_call(pool, after_s):
+    """A trajectory cancelled while its cell runs (or while its slot settles the previous call)
+    must not leave a reply in the pipe that the slot's next call would read as its own."""
+
+    async def scenario():
+        await asyncio.gather(*(pool.arun(f"print({i})") for i in range(2)))  # both slots used
+        doomed = [
+            asyncio.ensure_future(pool.arun("import time; time.sleep(0.6); print('old')"))
+            for _ in range(2)
+        ]
+        await asyncio.sleep(after_s)
+        for task in doomed:
+            task.cancel()
+        await asyncio.gather(*doomed, return_exceptions=True)
+        return await asyncio.gather(*(pool.arun(f"print('new {i}')") for i in range(4)))
+
+    runs = asyncio.run(scenario())
+    assert [run.stdout for run in runs] == [f"new {i}\n" for i in range(4)]
+
+
 def test_an_arun_session_keeps_state(pool):
     async def main():
         first = await pool.arun("x = 20", session="arun-session")

@@ -560,6 +560,18 @@ class Pool:
         self, slot: _Slot, request: dict, limits: Limits
     ) -> tuple[Execution, dict | None]:
         try:
+            return await self._acall_on(slot, request, limits)
+        except asyncio.CancelledError:
+            # The caller gave up (its trajectory was cancelled) while this slot was talking to its
+            # sandbox: a reply (to the call, or to the settling after the last one) may still
+            # come, and the next call on the slot would read it as its own. It starts afresh.
+            slot.stop()
+            raise
+
+    async def _acall_on(
+        self, slot: _Slot, request: dict, limits: Limits
+    ) -> tuple[Execution, dict | None]:
+        try:
             if slot.alive:
                 await slot.asettle()
         except _SlotFailed:
