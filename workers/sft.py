@@ -19,6 +19,7 @@ import logging
 import os
 import queue
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -192,6 +193,9 @@ def run_job(job_id: int, *, worker: str) -> None:
         return
     workdir = job_dir(job)
     log_path, stop_file, config_path = workdir / "train.log", workdir / "stop", workdir / "sft.yaml"
+    # What an earlier run of this job left (a lost or cancelled run, never registered: a job runs
+    # again only then) goes, or training would refuse a non-empty output directory.
+    shutil.rmtree(workdir / "model", ignore_errors=True)
     try:
         options, train_config = LaunchOptions.split(job.config)
         gpus = visible_gpus()

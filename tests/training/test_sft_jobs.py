@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from curation import services
-from curation.models import RunStatus
+from curation.models import RunStatus, SFTJob
 from tests.conftest import purge_queues, start_worker, stop_worker, wait_until
 from tests.training.jobs import (
     ended,
@@ -71,3 +71,23 @@ def test_a_killed_training_process_fails_the_job_and_registers_nothing(
     job = job_when(job, ended, timeout=60)
     assert job.status == RunStatus.FAILED and job.output_policy is None
     assert "its partial model was not registered" in job.error
+
+
+def test_a_job_run_again_over_what_its_lost_run_left_trains_to_the_end(
+    train_worker, base_model_dir
+):
+    """A run lost after it wrote its model (a worker killed as training ended) left a folder
+    that training refuses ('output_dir ... is not empty'); running the job again clears it."""
+    job = launch_job(base_model_dir, config={"max_steps": 2, "learning_rate": 1e-3}, name="again")
+    job = job_when(job, ended)
+    assert job.status == RunStatus.DONE, job.error or job.log
+    leftover = job_dir(job) / "model"
+    assert (leftover / "config.json").is_file()
+    # As a lost run leaves it: failed, its model on disk and unregistered.
+    policy = job.output_policy
+    SFTJob.objects.filter(pk=job.pk).update(status=RunStatus.FAILED, output_policy=None)
+    policy.delete()
+    services.sft_job_rerun(job=job)
+    job = job_when(job, ended)
+    assert job.status == RunStatus.DONE, job.error or job.log
+    assert job.output_policy.path == str(leftover)
