@@ -45,6 +45,7 @@ from curation.forms import (
     ProblemImportForm,
     RoundForm,
     SFTJobForm,
+    csv_download,
 )
 from curation.importing import MAX_REPORTED_ERRORS, problem_set_import_upload
 from curation.models import (
@@ -306,23 +307,7 @@ class RoundAdmin(admin.ModelAdmin):
         return request.user.has_perm("curation.launch_round")
 
     # A queued or running round keeps the settings it was launched with: shown, not editable.
-    ACTIVE_FIELDS = [
-        "name",
-        "kind",
-        "policy",
-        "problem_sets",
-        "split",
-        "samples_hinted",
-        "samples_plain",
-        "temperature",
-        "top_p",
-        "max_tokens",
-        "reviews_required",
-        "hint_config",
-        "tool_config",
-        "status",
-        "total",
-    ]
+    ACTIVE_FIELDS = [*RoundForm.Meta.fields, "hint_config", "tool_config", "status", "total"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: models.Round | None = None):
         return (
@@ -417,14 +402,9 @@ class RoundAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         form = EvaluationFilterForm(request.GET or None)
-        chosen = form.cleaned_data if form.is_valid() else {}
-        table = selectors.evaluation_table(
-            policies=chosen.get("policy"), problem_sets=chosen.get("problem_set")
-        )
+        table = form.table()
         if request.GET.get("format") == "csv":
-            response = HttpResponse(table.to_csv(), content_type="text/csv; charset=utf-8")
-            response["Content-Disposition"] = 'attachment; filename="evaluation.csv"'
-            return response
+            return csv_download(table.to_csv(), "evaluation.csv")
         csv_query = request.GET.copy()
         csv_query["format"] = "csv"
         return _page(

@@ -9,9 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.http import HttpResponse
 
-from curation import models, services
+from curation import models, selectors, services
 from curation.datasets import ROUND_KIND_OF_DATASET, dataset_default_rounds
+from curation.evaluation import Table
 from curation.hints import HintConfig
 from curation.models import Domain, RoundKind, Split
 from curation.problems import FORMATS
@@ -190,6 +192,12 @@ class RoundForm(forms.ModelForm):
         return super().save(commit)
 
 
+def csv_download(text: str, filename: str) -> HttpResponse:
+    response = HttpResponse(text, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
 class EvaluationFilterForm(forms.Form):
     """Which eval rounds the evaluation page reads (all of them when nothing is chosen)."""
 
@@ -199,6 +207,13 @@ class EvaluationFilterForm(forms.Form):
     problem_set = forms.ModelMultipleChoiceField(
         queryset=models.ProblemSet.objects.all(), required=False, label="Problem sets"
     )
+
+    def table(self) -> Table:
+        """The table of the eval rounds these filters choose (every one without a choice)."""
+        chosen = self.cleaned_data if self.is_valid() else {}
+        return selectors.evaluation_table(
+            policies=chosen.get("policy"), problem_sets=chosen.get("problem_set")
+        )
 
 
 class EvaluationSweepForm(forms.Form):

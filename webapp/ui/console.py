@@ -42,6 +42,7 @@ from curation.forms import (
     ProblemImportForm,
     RoundForm,
     SFTJobForm,
+    csv_download,
 )
 from curation.importing import problem_set_import_upload
 from curation.models import (
@@ -586,14 +587,9 @@ def evaluation(request: HttpRequest) -> HttpResponse:
     """The paper's table from the eval rounds (rows per policy and setting, never merged), the
     test-time scaling chart, and the table as CSV (`?format=csv`)."""
     form = EvaluationFilterForm(request.GET or None)
-    chosen = form.cleaned_data if form.is_valid() else {}
-    table = selectors.evaluation_table(
-        policies=chosen.get("policy"), problem_sets=chosen.get("problem_set")
-    )
+    table = form.table()
     if request.GET.get("format") == "csv":
-        response = HttpResponse(table.to_csv(), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = 'attachment; filename="evaluation.csv"'
-        return response
+        return csv_download(table.to_csv(), "evaluation.csv")
     csv_query = request.GET.copy()
     csv_query["format"] = "csv"
     return _page(
