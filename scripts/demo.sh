@@ -47,6 +47,8 @@ quiet "creating the admin account" $PY manage.py demo_admin
 unset DJANGO_SUPERUSER_PASSWORD
 quiet "importing the sample problems" \
   $PY manage.py import_problems curation/data/sample_problems.jsonl --set sample
+quiet "importing the held-out sample problems" \
+  $PY manage.py import_problems curation/data/sample_eval.jsonl --set sample-eval --split test
 rm -f "$DEMO_STATUS_FILE"
 
 # vLLM spawns processes, which Celery's prefork children may not: the rollout worker is solo.
@@ -131,11 +133,13 @@ lines=(
   "log in as:  admin / $password"
   ""
   "review:     ${url}           the annotators' queue"
+  "console:    ${url}console/   the loop; Evaluation: the table and scaling chart"
   "admin:      ${url}admin/     rounds, datasets, SFT jobs"
   "API docs:   ${url}api/docs/"
   ""
   "The tiny policy is built now (the pages show its progress);"
-  "then a seed round on the sample problems starts."
+  "then a seed round on the sample problems starts, and after it"
+  "an eval round and an eval sweep of the tiny policy (Console, Evaluation)."
   "Logs: .demo/logs/   Ctrl-C stops it all."
 )
 width=0

@@ -1,23 +1,25 @@
 import time
 
 from django.conf import settings
-from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from curation.demo import DemoStatus, demo_status_write
-from curation.models import Round
+from curation.demo import DemoStatus, demo_rounds_launch, demo_status_write
+from curation.management.defaults import default_policy
+from curation.models import ProblemSet
 
 
 class Command(BaseCommand):
     help = (
-        "The demo's first round: build the tiny policy (its progress in DEMO_STATUS_FILE, which "
-        "the pages show), then launch a seed round on the sample problems."
+        "The demo's rounds: build the tiny policy (its progress in DEMO_STATUS_FILE, which the "
+        "pages show), then launch a seed round on the sample problems, and an eval round and an "
+        "eval sweep on the held-out ones (the Evaluation page's table and scaling chart)."
     )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--problem-set", default="sample")
+        parser.add_argument("--eval-set", default="sample-eval")
 
-    def handle(self, *args, problem_set: str, **options) -> None:
+    def handle(self, *args, problem_set: str, eval_set: str, **options) -> None:
         from transformers import TrainerCallback
 
         from training.tiny_policy import build_tiny_policy
@@ -36,18 +38,25 @@ class Command(BaseCommand):
                     report(DemoStatus("building", percent=percent))
 
         report(DemoStatus("building", percent=0))
-        name = f"demo-seed-{time.strftime('%Y%m%d-%H%M%S')}"
         try:
             build_tiny_policy(callbacks=[Progress()], log=self.stdout.write)
             report(DemoStatus("launching"))
-            call_command(
-                "launch_round",
-                name=name,
-                kind="seed",
-                problem_sets=[problem_set],
-                stdout=self.stdout,
+            names = [problem_set, eval_set]
+            sets = {s.name: s for s in ProblemSet.objects.filter(name__in=names)}
+            if missing := set(names) - set(sets):
+                raise CommandError(f"unknown problem sets: {', '.join(sorted(missing))}")
+            rounds = demo_rounds_launch(
+                name=f"demo-{time.strftime('%Y%m%d-%H%M%S')}",
+                policy=default_policy(),
+                train_set=sets[problem_set],
+                eval_set=sets[eval_set],
             )
         except Exception as exc:  # shown on the pages, then raised for the log
             report(DemoStatus("failed", error=str(exc) or type(exc).__name__))
             raise
-        report(DemoStatus("ready", round_id=Round.objects.get(name=name).pk))
+        for round_ in rounds.all:
+            self.stdout.write(
+                f"launched round {round_.name!r} ({round_.kind}, policy {round_.policy.name}): "
+                f"{round_.total} trajectories in {round_.chunks.count()} chunks"
+            )
+        report(DemoStatus("ready", round_id=rounds.seed.pk))
