@@ -61,3 +61,28 @@ class TrajectoryFactory(factory.django.DjangoModelFactory):
     text = "<think>\nThe sum is easy.\n</think>\n\nThe answer is \\boxed{2}."
     original_text = factory.SelfAttribute("text")
     finish_reason = "stop"
+
+
+def eval_round(policy, problems, *, end_repeats=None, correct=1, **settings) -> models.Round:
+    """An eval round with one scored sample per problem, the first `correct` of them right:
+    plain, or hinted with `end_repeats` end-of-thinking hints (a sweep's round)."""
+    hinted = end_repeats is not None
+    round_ = RoundFactory(
+        kind=models.RoundKind.EVAL,
+        policy=policy,
+        samples_hinted=1 if hinted else 0,
+        samples_plain=0 if hinted else 1,
+        hint_config={"end_repeats": end_repeats} if hinted else {},
+        **settings,
+    )
+    for index, problem in enumerate(problems):
+        TrajectoryFactory(
+            round=round_,
+            problem=problem,
+            hinted=hinted,
+            sample_index=0,
+            is_correct=index < correct,
+            num_tool_calls=1 if hinted else 0,
+            num_tokens=100,
+        )
+    return round_

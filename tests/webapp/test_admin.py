@@ -41,6 +41,7 @@ from tests.factories import (
     RoundFactory,
     TrajectoryFactory,
     UserFactory,
+    eval_round,
 )
 
 pytestmark = pytest.mark.django_db
@@ -732,36 +733,13 @@ def test_a_launched_rounds_page_shows_the_exact_hint_texts_it_uses(curator, hint
 # --- Evaluation --------------------------------------------------------------------------------
 
 
-def _eval_round(policy, problems, *, end_repeats=None, correct=1, **settings):
-    hinted = end_repeats is not None
-    round_ = RoundFactory(
-        kind=RoundKind.EVAL,
-        policy=policy,
-        samples_hinted=1 if hinted else 0,
-        samples_plain=0 if hinted else 1,
-        hint_config={"end_repeats": end_repeats} if hinted else {},
-        **settings,
-    )
-    for index, problem in enumerate(problems):
-        TrajectoryFactory(
-            round=round_,
-            problem=problem,
-            hinted=hinted,
-            sample_index=0,
-            is_correct=index < correct,
-            num_tool_calls=1 if hinted else 0,
-            num_tokens=100,
-        )
-    return round_
-
-
 def test_the_evaluation_page_shows_the_table_the_chart_and_a_csv(curator):
     policy = PolicyFactory(name="START")
     problems = ProblemFactory.create_batch(4, problem_set=ProblemSetFactory(name="aime24"))
-    _eval_round(policy, problems, correct=1)
-    _eval_round(policy, problems, correct=3, temperature=0.6)
+    eval_round(policy, problems, correct=1)
+    eval_round(policy, problems, correct=3, temperature=0.6)
     for k, correct in ((0, 1), (1, 2), (2, 3)):
-        _eval_round(policy, problems, end_repeats=k, correct=correct)
+        eval_round(policy, problems, end_repeats=k, correct=correct)
 
     page = curator.get("/admin/curation/round/")
     assert b"/admin/curation/round/evaluation/" in page.content
@@ -787,7 +765,7 @@ def test_the_evaluation_page_shows_the_table_the_chart_and_a_csv(curator):
     assert rows[3]["end_repeats"] == "1" and rows[3]["aime24 tool_rate %"] == "100.0"
 
     other = PolicyFactory(name="base")
-    _eval_round(other, problems, correct=0)
+    eval_round(other, problems, correct=0)
     narrowed = curator.get("/admin/curation/round/evaluation/", {"policy": other.pk})
     assert [row.policy for row in narrowed.context["table"].rows] == ["base"]
     assert (

@@ -20,7 +20,7 @@ from curation.models import (
     RunStatus,
     SFTJob,
 )
-from tests.factories import PolicyFactory, ProblemFactory, RoundFactory
+from tests.factories import PolicyFactory, ProblemFactory, RoundFactory, eval_round
 from tests.webapp import workbench_data as data
 from webapp.ui import charts
 
@@ -288,12 +288,10 @@ def test_registering_a_policy_and_the_same_name_with_another_path_is_refused(cli
 
 
 def test_the_evaluation_page_shows_the_table_the_scaling_chart_and_a_csv(client, curator):
-    from tests.webapp.test_admin import _eval_round
-
     policy = PolicyFactory(name="START")
     problems = ProblemFactory.create_batch(4, problem_set=ProblemSet.objects.create(name="aime24"))
     for k, correct in ((0, 1), (1, 2), (2, 3)):
-        _eval_round(policy, problems, end_repeats=k, correct=correct)
+        eval_round(policy, problems, end_repeats=k, correct=correct)
     page = client.get(reverse("console:evaluation")).content.decode()
     assert 'id="evaluation-table"' in page and "75.0 (30.1–95.4, n=4)" in page
     assert '<figure id="scaling-chart">' in page
