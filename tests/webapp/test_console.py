@@ -1,10 +1,13 @@
 """The curators' console through Django's test client: pages, forms validated by the same
 services as the API, actions offered only where they apply and refused otherwise."""
 
+import html
 import io
 import re
+import shlex
 
 import pytest
+from django.core.management import call_command
 from django.urls import reverse
 
 from curation.models import (
@@ -227,7 +230,7 @@ def test_policies_show_lineage_and_metrics_as_a_table(client, curator):
     assert "<textarea" not in page
 
 
-def test_a_dataset_page_freezes_and_offers_copyable_exports(client, curator):
+def test_a_dataset_page_freezes_and_offers_copyable_exports(client, curator, tmp_path, monkeypatch):
     dataset = Dataset.objects.create(name="d-seed", kind=DatasetKind.SEED)
     round_ = RoundFactory(kind=RoundKind.SEED, status=RunStatus.DONE)
     data.candidate(round=round_, review_status=ReviewStatus.APPROVED)
@@ -236,8 +239,20 @@ def test_a_dataset_page_freezes_and_offers_copyable_exports(client, curator):
     )
     page = response.content.decode()
     assert "Froze d-seed v1: 1 items" in page
-    assert "export_dataset d-seed --version 1" in page and "data-copy=" in page
+    commands = re.findall(r'<code class="copyable">([^<]*)</code>', page)
+    assert commands[:2] == [
+        "python manage.py export_dataset d-seed --version 1 --format messages "
+        "--output d-seed-v1.jsonl",
+        "python manage.py export_dataset d-seed --version 1 --output-dir d-seed-v1 "
+        "--file-type parquet --license unknown",
+    ]
+    assert "data-copy=" in page
     assert "Train on v1" in page
+    # The folder command runs as copied: the Hugging Face layout with its dataset card.
+    monkeypatch.chdir(tmp_path)
+    call_command(*shlex.split(html.unescape(commands[1]))[2:])
+    assert (tmp_path / "d-seed-v1" / "README.md").is_file()
+    assert list((tmp_path / "d-seed-v1" / "sft").glob("*.parquet"))
 
 
 def test_a_freeze_the_rules_refuse_says_why(client, curator):

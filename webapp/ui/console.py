@@ -491,11 +491,14 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _export_commands(dataset: Dataset, version: DatasetVersion, base: str) -> list[str]:
-    """Copyable commands that fetch this version: the management command and the REST call."""
+    """Copyable commands that fetch this version: the management command (TRL's JSONL, and the
+    Hugging Face folder with the preference pairs and the dataset card) and the REST call."""
     url = f"{base}/api/datasets/{dataset.name}/versions/{version.number}/export?format=messages"
+    command = f"python manage.py export_dataset {dataset.name} --version {version.number}"
+    stem = f"{dataset.name}-v{version.number}"
     return [
-        f"python manage.py export_dataset {dataset.name} --version {version.number} "
-        f"--format messages --output {dataset.name}-v{version.number}.jsonl",
+        f"{command} --format messages --output {stem}.jsonl",
+        f"{command} --output-dir {stem} --file-type parquet --license unknown",
         f'curl -H "Authorization: Token $TOKEN" "{url}"',
     ]
 
