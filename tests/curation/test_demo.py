@@ -46,13 +46,14 @@ def test_the_demo_launches_a_seed_round_then_an_eval_round_and_a_sweep(
     ]
     assert [r.kind for r in rounds.all] == [RoundKind.SEED, RoundKind.EVAL] + [RoundKind.EVAL] * 3
     assert {r.status for r in Round.objects.all()} == {RunStatus.QUEUED}
-    assert [r.total for r in rounds.all] == [6, 4, 2, 2, 2]
+    assert [r.total for r in rounds.all] == [6, 10, 5, 5, 5]
     evaluation = rounds.evaluation
     assert (evaluation.samples_plain, evaluation.samples_hinted) == (1, 1)
     assert evaluation.max_tokens == demo.DEMO_EVAL_MAX_TOKENS
     assert [r.hint_config["end_repeats"] for r in rounds.sweep] == [0, 1, 2]
     assert {r.max_tokens for r in rounds.sweep} == {demo.DEMO_EVAL_MAX_TOKENS}
-    assert {tuple(r.problem_sets.all()) for r in rounds.sweep} == {(held_out,)}
+    evaluated = {frozenset(r.problem_sets.all()) for r in rounds.all[1:]}
+    assert evaluated == {frozenset([train, held_out])}
     # The rollout worker takes the seed round's chunks first: the annotators' candidates.
     order = [Round.objects.get(chunks__id=chunk).name for chunk in sent]
     assert order == sorted(order, key=[r.name for r in rounds.all].index)
