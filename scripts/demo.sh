@@ -133,13 +133,13 @@ lines=(
   "log in as:  admin / $password"
   ""
   "review:     ${url}           the annotators' queue"
-  "console:    ${url}console/   the loop; Evaluation: the table and scaling chart"
+  "console:    ${url}console/   datasets, jobs, Evaluation"
   "admin:      ${url}admin/     rounds, datasets, SFT jobs"
   "API docs:   ${url}api/docs/"
   ""
   "The tiny policy is built now (the pages show its progress);"
-  "then a seed round on the sample problems starts, and after it"
-  "an eval round and an eval sweep of the tiny policy (Console, Evaluation)."
+  "then a seed round on the sample problems starts; an eval round"
+  "and an eval sweep follow it (Console > Evaluation: the table, the chart)."
   "Logs: .demo/logs/   Ctrl-C stops it all."
 )
 width=0
