@@ -39,7 +39,7 @@ CHAT_TEMPLATE = (
 
 
 def build_tokenizer(
-    corpus: Iterable[str], vocab_size: int = 512, *, digit_group: int = 0
+    corpus: Iterable[str], vocab_size: int = 512, *, whole_numbers: int = 0
 ) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer on `corpus` and wrap it for transformers.
 
@@ -47,12 +47,15 @@ def build_tokenizer(
     three special tokens (`<|endoftext|>` = pad, `<|im_start|>`, `<|im_end|>` = eos) and merges
     learnt from the corpus (fewer than `vocab_size` if the corpus is small). The same corpus
     gives the same tokenizer. Offsets are not trimmed, so each token's `offset_mapping` covers
-    exactly the characters it encodes (loss masking relies on it). `digit_group` n > 0: a run of
-    digits is cut into groups of at most n from its left, and no merge spans two groups, so a
-    number is the same few tokens wherever it appears (copying it is copying those).
+    exactly the characters it encodes (loss masking relies on it).
+
+    `whole_numbers` n > 0: every number below n is one token (an added token, matched before
+    any other rule), the same token wherever it appears. Not a pre-tokenizer rule: transformers
+    loads a Qwen2 model's tokenizer as `Qwen2Tokenizer`, which replaces the pre-tokenizer with
+    Qwen's (one token per digit) but keeps added tokens.
     """
     from tokenizers import (
-        Regex,
+        AddedToken,
         Tokenizer,
         decoders,
         models,
@@ -68,9 +71,6 @@ def build_tokenizer(
         raise ValueError(f"vocab_size must be at least {minimum}, got {vocab_size}")
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = byte_level
-    if digit_group > 0:
-        groups = pre_tokenizers.Split(Regex(rf"\d{{1,{digit_group}}}"), behavior="isolated")
-        tokenizer.pre_tokenizer = pre_tokenizers.Sequence([groups, byte_level])
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(
@@ -80,7 +80,7 @@ def build_tokenizer(
         show_progress=False,
     )
     tokenizer.train_from_iterator(list(corpus), trainer=trainer)
-    return PreTrainedTokenizerFast(
+    wrapped = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         eos_token=IM_END,
         pad_token=PAD,
@@ -89,6 +89,8 @@ def build_tokenizer(
         model_max_length=32768,
         padding_side="right",
     )
+    wrapped.add_tokens([AddedToken(str(n), normalized=False) for n in range(whole_numbers)])
+    return wrapped
 
 
 def build_model(

@@ -2,15 +2,19 @@
 
     path = build_tiny_policy(family="arithmetic")   # training.tiny_policy; cached by content hash
 
-Problems on numbers of 4–9 digits: products, powers modulo m, digit sums of big powers, counts of
-primes in a range (hard: no model this small computes them in its head), and a few easy ones it
-can answer from its head (ten times a number, a number's last digit). The tokenizer cuts every
-number into groups of up to three digits, the same tokens wherever the number appears, so
-copying it from the prompt into code is learnable in minutes.
+Problems a model this small cannot work out in its head: powers modulo m, digit sums of big
+powers, counts of primes in a range, remainders of products; and two easy kinds it can answer
+from its head (a number times one, a number's remainder by a larger one). Every number in a
+problem, its code and its answer is below NUMBER_LIMIT, and the tokenizer holds each of them as
+one token: copying a number into code is copying one token from a place the format names (the
+first number of the prompt, the number after "divided by", the output block's). A number cut
+into several tokens (Qwen's tokenizer, which transformers puts on every Qwen2 model, has one per
+digit) needs an induction head to be copied (find the digit just written earlier on, copy the
+one after it), and a model this size had not formed one after 3,000 steps on CPU.
 
 The corpus holds thousands of distinct problems, one trajectory each, in two styles:
 
-- from the head: "I need 48213 * 9921. So the answer is probably 400000000.", then the answer.
+- from the head: "I need 1733^377 mod 1999. So the answer is probably 1000.", then the answer.
   Right on easy problems, a wrong round guess on hard ones;
 - the same start, then one of the paper's math hints (curation.hints, verbatim, as the rollout
   inserts it at the end of thinking), then the code that copies the numbers, its real output, and
@@ -41,6 +45,8 @@ _MATH_HINTS = tuple(h for h in HINTS if h.domain == "math")
 # Problem i of a split is drawn from random.Random(offset + i): the ranges never overlap.
 SPLIT_OFFSETS = {"corpus": 0, "train": 10_000_000, "test": 20_000_000}
 SPLITS = ("train", "test")
+# Every number of the family is below this, and one token of its tokenizer.
+NUMBER_LIMIT = 2000
 
 
 @dataclass(frozen=True)
@@ -49,12 +55,12 @@ class ArithmeticConfig:
     easy_share: float = 0.2  # problems the policy can answer from its head
     hinted_share: float = 0.5  # trajectories with a hint and code; the rest answer from the head
     seed: int = 2026
-    vocab_size: int = 2048
-    digit_group: int = 3  # a number is a few tokens of up to three digits
+    vocab_size: int = 1024  # bytes, merges of the text; the numbers come on top
+    whole_numbers: int = NUMBER_LIMIT  # every number below it is one token
     hidden_size: int = 128
     layers: int = 4
     heads: int = 4
-    epochs: float = 2.0
+    epochs: float = 3.0
     learning_rate: float = 3e-3
     max_length: int = 1024  # texts are under 300 tokens; 4x this is the engine's context (4096)
     batch_size: int = 8
@@ -78,18 +84,13 @@ class Item:
         return ProblemSpec(domain="math", prompt=self.prompt, answer=self.answer)
 
 
-def _digits(rng: random.Random, low: int = 4, high: int = 9) -> int:
-    n = rng.randint(low, high)
-    return rng.randint(10 ** (n - 1), 10**n - 1)
-
-
-def _product(rng: random.Random) -> Item:
-    a, b = _digits(rng), _digits(rng, 4, 6)
-    return Item("product", f"What is {a} * {b}?", f"{a} * {b}", f"print({a} * {b})", str(a * b))
+def _number(rng: random.Random) -> int:
+    """An operand: four digits, below NUMBER_LIMIT."""
+    return rng.randint(1000, NUMBER_LIMIT - 1)
 
 
 def _power_mod(rng: random.Random) -> Item:
-    a, e, m = _digits(rng), rng.randint(10, 999), _digits(rng, 3, 5)
+    a, e, m = _number(rng), rng.randint(10, 999), _number(rng)
     return Item(
         "power_mod",
         f"What is the remainder when {a}^{e} is divided by {m}?",
@@ -100,7 +101,7 @@ def _power_mod(rng: random.Random) -> Item:
 
 
 def _digit_sum(rng: random.Random) -> Item:
-    a, e = _digits(rng), rng.randint(3, 30)
+    a, e = _number(rng), rng.randint(5, 40)
     return Item(
         "digit_sum",
         f"What is the sum of the digits of {a}^{e}?",
@@ -115,8 +116,8 @@ def _is_prime(k: int) -> bool:
 
 
 def _prime_count(rng: random.Random) -> Item:
-    low = _digits(rng, 4, 7)
-    high = low + rng.randint(50, 300)
+    low = rng.randint(1000, NUMBER_LIMIT - 101)
+    high = low + rng.randint(50, 100)
     code = (
         f"print(sum(1 for k in range({low}, {high + 1}) "
         "if all(k % d for d in range(2, int(k ** 0.5) + 1))))"
@@ -130,31 +131,43 @@ def _prime_count(rng: random.Random) -> Item:
     )
 
 
-def _times_ten(rng: random.Random) -> Item:
-    a = _digits(rng)
-    return Item("times_ten", f"What is {a} * 10?", f"{a} * 10", f"print({a} * 10)", str(a * 10))
-
-
-def _last_digit(rng: random.Random) -> Item:
-    a = _digits(rng)
+def _product_mod(rng: random.Random) -> Item:
+    a, b, c, m = (_number(rng) for _ in range(4))
     return Item(
-        "last_digit",
-        f"What is the last digit of {a}?",
-        f"the last digit of {a}",
-        f"print({a} % 10)",
-        str(a % 10),
+        "product_mod",
+        f"What is the remainder when {a} * {b} * {c} is divided by {m}?",
+        f"{a} * {b} * {c} mod {m}",
+        f"print({a} * {b} * {c} % {m})",
+        str(a * b * c % m),
+    )
+
+
+def _times_one(rng: random.Random) -> Item:
+    a = _number(rng)
+    return Item("times_one", f"What is {a} * 1?", f"{a} * 1", f"print({a} * 1)", str(a))
+
+
+def _small_remainder(rng: random.Random) -> Item:
+    a = rng.randint(1000, NUMBER_LIMIT - 2)
+    m = rng.randint(a + 1, NUMBER_LIMIT - 1)
+    return Item(
+        "small_remainder",
+        f"What is the remainder when {a} is divided by {m}?",
+        f"{a} mod {m}",
+        f"print({a} % {m})",
+        str(a),
     )
 
 
 HARD: dict[str, Callable[[random.Random], Item]] = {
-    "product": _product,
     "power_mod": _power_mod,
     "digit_sum": _digit_sum,
     "prime_count": _prime_count,
+    "product_mod": _product_mod,
 }
 EASY: dict[str, Callable[[random.Random], Item]] = {
-    "times_ten": _times_ten,
-    "last_digit": _last_digit,
+    "times_one": _times_one,
+    "small_remainder": _small_remainder,
 }
 
 
@@ -171,9 +184,8 @@ def _guess(item: Item) -> str:
     if item.easy:
         return item.answer
     truth = item.answer
-    lead = int(truth[0]) + (1 if truth[0] != "9" else -1)
     rounded = truth[0] + "0" * (len(truth) - 1)
-    return rounded if rounded != truth else str(lead) + "0" * (len(truth) - 1)
+    return rounded if rounded != truth else str(int(truth) + 1)
 
 
 def _answer(value: str) -> str:

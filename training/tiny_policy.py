@@ -56,7 +56,7 @@ class TinyPolicyConfig:
     pool_size: int = 40
     seed: int = 1234
     vocab_size: int = 1024
-    digit_group: int = 0
+    whole_numbers: int = 0
     hidden_size: int = 128
     layers: int = 4
     heads: int = 4  # head_dim 32: vLLM's CPU attention refuses 16
@@ -524,7 +524,7 @@ def _build(
         work_dir = Path(work)
         texts = [m["content"] for row in rows for m in row["messages"]]
         tokenizer = build_tokenizer(
-            texts, vocab_size=config.vocab_size, digit_group=config.digit_group
+            texts, vocab_size=config.vocab_size, whole_numbers=config.whole_numbers
         )
         model = build_model(
             tokenizer,

@@ -1,10 +1,12 @@
-"""The arithmetic family's corpus, its held-out problems, the digit tokenizer, and SFT with the
-hints trained (`mask_hints: false`). The policy is built and judged in tests/test_fidelity.py.
+"""The arithmetic family's corpus, its held-out problems, its tokenizer (a token per number),
+and SFT with the hints trained (`mask_hints: false`). The policy is built and judged in
+tests/test_fidelity.py.
 """
 
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
@@ -13,7 +15,8 @@ from curation.trajectory import parse, render
 from training import tiny_arithmetic as arithmetic
 from training.config import ConfigError, config_from_dict
 from training.data import IGNORE_INDEX, tokenize_rows
-from training.tiny import build_tokenizer
+from training.tiny import build_model, build_tokenizer
+from training.tiny_arithmetic import NUMBER_LIMIT
 from training.tiny_policy import _family, build_tiny_policy, corpus_rows
 from workers import sandbox
 
@@ -63,15 +66,27 @@ def test_problem_records_import_as_math_problems_with_answers():
     assert record["domain"] == "math" and record["answer"] and record["id"] == "arith-test-0"
 
 
-def test_a_number_is_the_same_digit_groups_wherever_it_appears(corpus):
-    texts = [text for _, text in corpus[:100]]
-    tokenizer = build_tokenizer(texts, vocab_size=600, digit_group=3)
-    prompt = tokenizer.tokenize("What is 918237633 * 107050?")
-    code = tokenizer.tokenize("print(918237633 * 107050)")
-    digits = ["918", "237", "633", "107", "050"]
+def test_every_number_of_the_family_is_one_token_as_training_and_vllm_load_it(corpus, tmp_path):
+    from transformers import AutoTokenizer
+
+    config = arithmetic.ArithmeticConfig()
+    built = build_tokenizer(
+        [text for _, text in corpus], vocab_size=config.vocab_size, whole_numbers=NUMBER_LIMIT
+    )
+    # Saved beside a Qwen2 model, it loads as Qwen2Tokenizer (Qwen's pre-tokenizer, one token
+    # per digit): the numbers must stay whole through that.
+    built.save_pretrained(tmp_path)
+    build_model(built).save_pretrained(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    split = [n for n in range(NUMBER_LIMIT) if len(tokenizer.tokenize(str(n))) != 1]
+    assert not split, f"numbers cut into pieces: {split[:10]}"
+    prompt = tokenizer.tokenize("What is the remainder when 1733^377 is divided by 1999?")
+    code = tokenizer.tokenize("print(pow(1733, 377, 1999))")
     assert [t for t in prompt if t.isdigit()] == [t for t in code if t.isdigit()]
-    assert "".join(t for t in prompt if t.isdigit()) == "".join(digits)
-    assert all(len(t) <= 3 for t in prompt + code if t.isdigit())
+    assert [t for t in code if t.isdigit()] == ["1733", "377", "1999"]
+    # Every number of the corpus (prompts, code, outputs, guesses, answers) is below the limit.
+    for item, text in corpus:
+        assert all(int(n) < NUMBER_LIMIT for n in re.findall(r"\d+", item.prompt + text))
     assert tokenizer.decode(tokenizer.encode("x = 918237633")) == "x = 918237633"
 
 
@@ -88,7 +103,7 @@ def test_mask_hints_false_trains_the_hint_and_still_masks_the_output(corpus):
     rows = corpus_rows(_family("arithmetic", SMALL)[1][:40])
     row = next(r for r in rows if "```output" in r["messages"][-1]["content"])
     content = row["messages"][-1]["content"]
-    tokenizer = build_tokenizer([content] * 4, vocab_size=300, digit_group=3)
+    tokenizer = build_tokenizer([content] * 4, vocab_size=300)
     hint = next(h.text for h in HINTS if h.text in content)
     output = content[content.index("```output") : content.index("So the result")]
 
