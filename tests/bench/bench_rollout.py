@@ -17,10 +17,23 @@ each; ratios are taken within a repetition (these machines drift by 10-35 % betw
 the medians reported:
 
 - ``interleaved_over_plain``: output tokens/s of the rollouts ÷ plain generation of the same
-  token counts per prompt (min = max tokens, no stops), same concurrency, same engine;
+  token counts per prompt (min = max tokens, no stops), the same trajectories at once (so the
+  same engine batch at the start; both then shrink as trajectories end), the same sampling
+  (temperature, top-p, a seed per request), same engine. What it leaves to interleaving: time
+  outside the engine (``out_of_engine_ms_per_stop``, of which ``tool_ms_per_call``), the resumes'
+  prefills, and the CPU that stops, tools and the rollout take from the engine on shared cores.
+  Only the time the last trajectory spends outside the engine lengthens the run by itself
+  (``critical_out_of_engine_share``, of the run's wall time): other trajectories' stops happen
+  while the engine decodes for it anyway;
 - ``async_over_rounds``: ÷ ToRA's loop: synchronous rounds (generate all, run all code in a fresh
   process pool, resubmit); ``async_over_rounds_same_runner``: the same rounds with the warm
-  sandbox, isolating the asynchrony;
+  sandbox, isolating the asynchrony. It is ``interleaved_over_plain`` × ``plain_over_rounds``:
+  plain generation of the same tokens ÷ the rounds, the most any rollout of these trajectories
+  can gain over rounds on this engine. ``rounds_steps_over_async``: the decode steps the rounds
+  take (each round as long as its longest request) ÷ those of free-running trajectories (the
+  longest one's tokens): what ``plain_over_rounds`` would be if a step cost the same whatever
+  its batch, as a memory-bound GPU decode roughly does; on CPU a step's cost grows with its
+  batch, so the rounds' small-batch tail steps are cheap and the gain is smaller;
 - ``async_over_sequential``: ÷ one trajectory at a time (on every fourth trajectory);
 - ``prefix_cache_hit_rate``: cached ÷ prompt tokens over resumed requests, and
   ``prefix_cache_bound``: the most the engine can serve (full KV blocks of what the previous
@@ -280,13 +293,27 @@ async def interleaved_steered(
     return Run(sum(r.generated_tokens for r in results), wall_s, list(results))
 
 
-async def plain(engine, batch: Sequence[RolloutJob], counts: Sequence[int], extra_args=None) -> Run:
-    """One request per prompt forced to the token count its rollout generated."""
+async def plain(
+    engine,
+    batch: Sequence[RolloutJob],
+    counts: Sequence[int],
+    sampling: Sampling,
+    extra_args=None,
+) -> Run:
+    """One request per prompt forced to the token count its rollout generated, sampled as the
+    rollouts sample (temperature, top-p, a seed per request: the engine's per-request generators
+    cost the same in both)."""
 
     async def one(job: RolloutJob, count: int) -> int:
         ids = engine.tokenizer.encode(job.prompt, add_special_tokens=False)
         params = GenerationParams(
-            max_tokens=count, min_tokens=count, ignore_eos=True, extra_args=extra_args
+            max_tokens=count,
+            min_tokens=count,
+            ignore_eos=True,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            seed=job.seed if sampling.temperature > 0 else None,
+            extra_args=extra_args,
         )
         return len((await engine.generate(ids, params)).token_ids)
 
@@ -490,6 +517,34 @@ def trajectory_figures(results: Sequence[RolloutResult], prefix: str) -> dict[st
     }
 
 
+def interleaving_figures(run: Run, prefix: str) -> dict[str, float]:
+    """Time the trajectories spent outside the engine (what interleaving adds to generation)."""
+    results = run.results
+    stops = sum(len(r.requests) - 1 for r in results)
+    calls = [c.wall_s for r in results for c in r.tool_calls if c.reason != "limit"]
+    last = max(results, key=lambda r: r.wall_s)  # all start at once: the last to end
+    return {
+        f"{prefix}out_of_engine_ms_per_stop": 1000
+        * sum(r.wall_s - r.generation_s for r in results)
+        / max(stops, 1),
+        f"{prefix}tool_ms_per_call": 1000 * statistics.mean(calls) if calls else 0.0,
+        f"{prefix}critical_out_of_engine_share": (last.wall_s - last.generation_s) / run.wall_s,
+    }
+
+
+def decode_steps(results: Sequence[RolloutResult], *, rounds: bool) -> int:
+    """The fewest decode steps a run takes: the longest trajectory's tokens when trajectories
+    run freely; when each round waits for all, the sum over rounds of the round's longest
+    request (a trajectory makes one request per round)."""
+    if not rounds:
+        return max(r.generated_tokens for r in results)
+    n_rounds = max(len(r.requests) for r in results)
+    return sum(
+        max(r.requests[i].new_tokens for r in results if len(r.requests) > i)
+        for i in range(n_rounds)
+    )
+
+
 def _parse_s(result: RolloutResult) -> float:
     started = time.perf_counter()
     parse(result.text)
@@ -519,7 +574,7 @@ async def _bench_short(engine, log: Callable[[str], None]) -> dict[str, float]:
                 runs[mode] = await interleaved(engine, batch, warm_tools, N_TRAJECTORIES)
                 counts = [r.generated_tokens for r in runs[mode].results]
                 await engine.reset_prefix_cache()
-                runs["plain"] = await plain(engine, batch, counts)
+                runs["plain"] = await plain(engine, batch, counts, SAMPLING)
             elif mode == "rounds":
                 runs[mode] = await rounds(engines, batch, fresh_pool_execute, SAMPLING)
             elif mode == "rounds_same_runner":
@@ -536,6 +591,10 @@ async def _bench_short(engine, log: Callable[[str], None]) -> dict[str, float]:
             f"{prefix}async_over_rounds_same_runner": async_tps
             / runs["rounds_same_runner"].tokens_per_s,
             f"{prefix}async_over_sequential": async_tps / runs["sequential"].tokens_per_s,
+            f"{prefix}plain_over_rounds": runs["plain"].tokens_per_s / runs["rounds"].tokens_per_s,
+            f"{prefix}rounds_steps_over_async": decode_steps(runs["rounds"].results, rounds=True)
+            / decode_steps(results, rounds=False),
+            **interleaving_figures(runs["interleaved"], prefix),
             **cache_figures(engine.tokenizer, batch, results, engine.block_size, prefix),
             **trajectory_figures(results, prefix),
             # Trajectories past their token budget or the context, in any mode: must stay 0.
@@ -576,7 +635,7 @@ async def _bench_long(engine, log: Callable[[str], None]) -> dict[str, float]:
                 )
                 counts = [r.generated_tokens for r in runs[mode].results]
                 await engine.reset_prefix_cache()
-                runs["plain"] = await plain(engine, batch, counts, steer_only)
+                runs["plain"] = await plain(engine, batch, counts, LONG_SAMPLING, steer_only)
             elif mode == "every_conjunction":
                 runs[mode] = await interleaved_steered(
                     steered(every_conjunction=True), batch, warm_tools, LONG_CONCURRENCY
@@ -597,6 +656,10 @@ async def _bench_long(engine, log: Callable[[str], None]) -> dict[str, float]:
             / runs["every_conjunction"].tokens_per_s,
             f"{prefix}every_conjunction_stops_per_trajectory": sum(len(r.requests) for r in every)
             / len(every),
+            f"{prefix}plain_over_rounds": runs["plain"].tokens_per_s / runs["rounds"].tokens_per_s,
+            f"{prefix}rounds_steps_over_async": decode_steps(runs["rounds"].results, rounds=True)
+            / decode_steps(results, rounds=False),
+            **interleaving_figures(runs["interleaved"], prefix),
             **cache_figures(engine.tokenizer, batch, results, engine.block_size, prefix),
             **trajectory_figures(results, prefix),
             f"{prefix}over_budget": sum(
