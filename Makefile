@@ -56,10 +56,8 @@ lock:
 services:
 	@scripts/services.sh
 
-# Both families at once: each trains on one core.
 tiny-policy: venv
-	$(PY) manage.py build_tiny_policy --family arithmetic & arithmetic=$$!; \
-		$(PY) manage.py build_tiny_policy; wait $$arithmetic
+	$(PY) manage.py build_tiny_policy
 
 lint: venv
 	$(VENV)/bin/ruff check .
