@@ -40,7 +40,7 @@ from curation.loop import (
     run_loop,
     train,
 )
-from curation.models import ProblemSet, Round, RunStatus
+from curation.models import ProblemSet, Round, RoundKind, RunStatus
 from training.tiny_arithmetic import problem_records
 
 pytestmark = [
@@ -117,12 +117,11 @@ def fidelity_run(policy_path: Path, cells: dict[str, Figures]) -> None:
     try:
         result = run_loop(cfg, approve=approve_all_scripted)
     finally:
-        for key, label, name in (
-            ("base", "base", "f-eval-arith"),
-            ("base_hinted", "base + Hint-infer", "f-eval-arith-hints"),
-        ):
-            if round_ := Round.objects.filter(name=name, status=RunStatus.DONE).first():
-                cells[key] = figures(round_, label)
+        done = Round.objects.filter(kind=RoundKind.EVAL, policy=base, status=RunStatus.DONE)
+        for round_ in done:
+            hinted = round_.samples_hinted > 0
+            key, label = ("base_hinted", "base + Hint-infer") if hinted else ("base", "base")
+            cells[key] = figures(round_, label)
     masked = train(
         cfg,
         version=result.d_seed,
