@@ -110,3 +110,11 @@ def test_every_other_page_keeps_the_strict_policy(settings, monkeypatch):
     page = client.get("/")
     assert page.status_code == 400 and b"a strange request" not in page.content
     assert script_src(page) == "'self'"
+
+
+def test_the_browsers_favicon_request_finds_the_sites_icon(client):
+    from django.contrib.staticfiles import finders
+
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301 and response["Location"].endswith("ui/favicon.svg")
+    assert finders.find("ui/favicon.svg")
