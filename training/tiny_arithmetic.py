@@ -4,17 +4,19 @@
 
 Problems a model this small cannot work out in its head: powers modulo m, digit sums of big
 powers, counts of primes in a range, remainders of products; and two easy kinds it can answer
-from its head (a number times one, a number's remainder by a larger one). Every number in a
-problem, its code and its answer is below NUMBER_LIMIT, and the tokenizer holds each of them as
-one token: copying a number into code is copying one token from a place the format names (the
-first number of the prompt, the number after "divided by", the output block's). A number cut
-into several tokens (Qwen's tokenizer, which transformers puts on every Qwen2 model, has one per
-digit) needs an induction head to be copied (find the digit just written earlier on, copy the
-one after it), and a model this size had not formed one after 3,000 steps on CPU.
+from its head (a number times one, a number's remainder by a larger one). The operands have two
+digits and every number in a problem, its code and its answer is below NUMBER_LIMIT, one token
+of the tokenizer: copying a number into code is copying one token of 90. That is what a model
+this size learns on CPU in minutes. Measured on 80 held-out problems, hinted, greedy: with
+four-digit operands (1,000 number tokens) its code was right on none after 1,125 steps; with two
+digits, 11 after 1,125 steps and 72 after 2,000, where the copy (an induction head) formed
+between steps 700 and 900 and the loss fell from ~0.5 to ~0.1. A number cut into digits
+(Qwen's tokenizer, which transformers puts on every Qwen2 model, has one token per digit) needs
+that circuit per digit and was never copied.
 
 The corpus holds thousands of distinct problems, one trajectory each, in two styles:
 
-- from the head: "I need 1733^377 mod 1999. So the answer is probably 1000.", then the answer.
+- from the head: "I need 17^37 mod 19. So the answer is probably 10.", then the answer.
   Right on easy problems, a wrong round guess on hard ones;
 - the same start, then one of the paper's math hints (curation.hints, verbatim, as the rollout
   inserts it at the end of thinking), then the code that copies the numbers, its real output, and
@@ -24,13 +26,15 @@ Hints and outputs are masked from the loss, so the base never writes a hint itse
 one it answers from its head and runs no code; after one it writes correct code. That is the
 paper's starting point (Hint-infer helps the base) on problems that never occur in training:
 `problems(split=...)` draws the loop's training problems and the held-out evaluation problems
-from seed ranges disjoint from the corpus's and from each other (and drops any prompt the corpus
-holds, whatever the chance).
+from seed ranges apart from the corpus's, drops any prompt the corpus holds, and keeps a prompt
+only in the split its hash names: two-digit operands make repeats likely, and the splits never
+share one.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,7 +64,7 @@ class ArithmeticConfig:
     hidden_size: int = 128
     layers: int = 4
     heads: int = 4
-    epochs: float = 3.0
+    epochs: float = 5.33  # 2,000 steps of 8: the copy forms after ~900 (module docstring)
     learning_rate: float = 3e-3
     max_length: int = 1024  # texts are under 300 tokens; 4x this is the engine's context (4096)
     batch_size: int = 8
@@ -85,12 +89,12 @@ class Item:
 
 
 def _number(rng: random.Random) -> int:
-    """An operand: four digits, below NUMBER_LIMIT."""
-    return rng.randint(1000, NUMBER_LIMIT - 1)
+    """An operand: two digits."""
+    return rng.randint(10, 99)
 
 
 def _power_mod(rng: random.Random) -> Item:
-    a, e, m = _number(rng), rng.randint(10, 999), _number(rng)
+    a, e, m = _number(rng), _number(rng), _number(rng)
     return Item(
         "power_mod",
         f"What is the remainder when {a}^{e} is divided by {m}?",
@@ -116,10 +120,10 @@ def _is_prime(k: int) -> bool:
 
 
 def _prime_count(rng: random.Random) -> Item:
-    low = rng.randint(1000, NUMBER_LIMIT - 101)
+    low = _number(rng)
     high = low + rng.randint(50, 100)
-    code = (
-        f"print(sum(1 for k in range({low}, {high + 1}) "
+    code = (  # `{high} + 1`, not the sum: the code only copies numbers
+        f"print(sum(1 for k in range({low}, {high} + 1) "
         "if all(k % d for d in range(2, int(k ** 0.5) + 1))))"
     )
     return Item(
@@ -148,8 +152,8 @@ def _times_one(rng: random.Random) -> Item:
 
 
 def _small_remainder(rng: random.Random) -> Item:
-    a = rng.randint(1000, NUMBER_LIMIT - 2)
-    m = rng.randint(a + 1, NUMBER_LIMIT - 1)
+    a = rng.randint(10, 98)
+    m = rng.randint(a + 1, 99)
     return Item(
         "small_remainder",
         f"What is the remainder when {a} is divided by {m}?",
@@ -233,7 +237,7 @@ def problems(
     n: int, *, split: str = "test", config: ArithmeticConfig | None = None
 ) -> list[ProblemSpec]:
     """``n`` distinct problems the policy never saw: ``train`` for the loop's seed and RFT rounds,
-    ``test`` for held-out evaluation (disjoint seed ranges; corpus prompts are skipped)."""
+    ``test`` for held-out evaluation (corpus prompts are skipped; a prompt belongs to one split)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     config = config or ArithmeticConfig()
@@ -245,8 +249,14 @@ def problems(
         index += 1
         if it.prompt not in seen:
             seen.add(it.prompt)
-            out.append(it.spec())
+            if _split_of(it.prompt) == split:
+                out.append(it.spec())
     return out
+
+
+def _split_of(prompt: str) -> str:
+    """The one split a prompt may be drawn for (a stable hash: Python's is salted per process)."""
+    return SPLITS[hashlib.sha256(prompt.encode()).digest()[0] % len(SPLITS)]
 
 
 def problem_records(n: int, *, split: str = "test") -> list[dict[str, Any]]:
