@@ -41,6 +41,9 @@ def test_base_to_start_and_the_comparison_table(celery_worker, tiny_policy_path,
         timeout_s=900,
     )
     result = run_loop(cfg, approve=approve_all_scripted)
+    # Each freeze says how the selection rules narrowed the round down.
+    proposed = f"{result.seed_round.name} proposed {result.d_seed.size} candidates"
+    assert f"{proposed} (problems sampled: " in capsys.readouterr().out
 
     # Each stage's output exists and points at what made it.
     assert result.seed_round.kind == RoundKind.SEED and result.seed_round.policy == base
