@@ -34,7 +34,6 @@ from curation.evaluation import Cell
 from curation.importing import problem_set_import
 from curation.loop import (
     LoopConfig,
-    LoopError,
     approve_all_scripted,
     evaluate,
     run_loop,
@@ -162,15 +161,6 @@ def arithmetic_policy_path() -> Path:
     return build_tiny_policy(family="arithmetic")
 
 
-# The arithmetic policy copies a lone number but not yet the right number into the right place
-# (it writes the prompt's numbers in the wrong slots of its code): Hint-infer cannot help it, the
-# direction fails, and the RFT round may find no correct sample (LoopError). Strict: once it
-# passes, drop the marker.
-@pytest.mark.xfail(
-    raises=(AssertionError, LoopError),
-    strict=True,
-    reason="the tiny arithmetic policy does not copy numbers into their places yet",
-)
 def test_start_beats_the_base_on_held_out_problems(celery_worker, arithmetic_policy_path, settings):
     settings.ROLLOUT_CHUNK_SIZE = 64  # fewer, fuller engine batches
     cells: dict[str, Figures] = {}

@@ -2,17 +2,20 @@
 
     path = build_tiny_policy(family="arithmetic")   # training.tiny_policy; cached by content hash
 
-Problems a model this small cannot work out in its head: powers modulo m, digit sums of big
-powers, counts of primes in a range, remainders of products; and two easy kinds it can answer
-from its head (a number times one, a number's remainder by a larger one). The operands have two
-digits and every number in a problem, its code and its answer is below NUMBER_LIMIT, one token
-of the tokenizer: copying a number into code is copying one token of 90. That is what a model
-this size learns on CPU in minutes. Measured on 80 held-out problems, hinted, greedy: with
-four-digit operands (1,000 number tokens) its code was right on none after 1,125 steps; with two
-digits, 11 after 1,125 steps and 72 after 2,000, where the copy (an induction head) formed
-between steps 700 and 900 and the loss fell from ~0.5 to ~0.1. A number cut into digits
-(Qwen's tokenizer, which transformers puts on every Qwen2 model, has one token per digit) needs
-that circuit per digit and was never copied.
+Problems a model this small cannot work out in its head: powers modulo m, digit sums and
+remainders of products, counts of primes in a range; and two easy kinds it can answer from its
+head (a number times one, a number's remainder by a larger one). Operands have two digits and
+answers are below 100, so every number of the family is one of a few hundred tokens (the
+tokenizer holds each number below NUMBER_LIMIT as one token): copying a number into code, or an
+output into the answer, is copying one token that training saw often. That is what a model this
+size learns on CPU in minutes. Measured on held-out problems, hinted and greedy (plain-torch
+runs and builds of this module, see the README): with four-digit operands (1,000 number tokens)
+its code was right on none after 1,125 steps; with two digits, 11 of 80 after 1,125 steps and
+72-79 of 80 after 2,000, where the copy (an induction head) formed between steps 700 and 900.
+Answers above 100 (digit sums of big powers) were copied from the output block badly, and 3,000
+problems seen five times were answered from memory instead: the corpus now holds 16,000
+problems, each seen once. A number cut into digits (Qwen's tokenizer, which transformers puts on
+every Qwen2 model, has one token per digit) needs that circuit per digit and was never copied.
 
 The corpus holds thousands of distinct problems, one trajectory each, in two styles:
 
@@ -55,7 +58,7 @@ NUMBER_LIMIT = 2000
 
 @dataclass(frozen=True)
 class ArithmeticConfig:
-    n_problems: int = 3000  # distinct corpus problems, one trajectory each
+    n_problems: int = 16000  # distinct corpus problems, one trajectory each, seen once
     easy_share: float = 0.2  # problems the policy can answer from its head
     hinted_share: float = 0.5  # trajectories with a hint and code; the rest answer from the head
     seed: int = 2026
@@ -64,7 +67,7 @@ class ArithmeticConfig:
     hidden_size: int = 128
     layers: int = 4
     heads: int = 4
-    epochs: float = 5.33  # 2,000 steps of 8: the copy forms after ~900 (module docstring)
+    epochs: float = 1.0  # 2,000 steps of 8: the copy forms after ~900 (module docstring)
     learning_rate: float = 3e-3
     max_length: int = 1024  # texts are under 300 tokens; 4x this is the engine's context (4096)
     batch_size: int = 8
@@ -105,13 +108,13 @@ def _power_mod(rng: random.Random) -> Item:
 
 
 def _digit_sum(rng: random.Random) -> Item:
-    a, e = _number(rng), rng.randint(5, 40)
+    a, b, c = _number(rng), _number(rng), _number(rng)
     return Item(
         "digit_sum",
-        f"What is the sum of the digits of {a}^{e}?",
-        f"the digit sum of {a}^{e}",
-        f"print(sum(int(d) for d in str({a} ** {e})))",
-        str(sum(int(d) for d in str(a**e))),
+        f"What is the sum of the digits of {a} * {b} * {c}?",
+        f"the digit sum of {a} * {b} * {c}",
+        f"print(sum(int(d) for d in str({a} * {b} * {c})))",
+        str(sum(int(d) for d in str(a * b * c))),
     )
 
 
@@ -121,7 +124,7 @@ def _is_prime(k: int) -> bool:
 
 def _prime_count(rng: random.Random) -> Item:
     low = _number(rng)
-    high = low + rng.randint(50, 100)
+    high = low + rng.randint(20, 200)
     code = (  # `{high} + 1`, not the sum: the code only copies numbers
         f"print(sum(1 for k in range({low}, {high} + 1) "
         "if all(k % d for d in range(2, int(k ** 0.5) + 1))))"
