@@ -47,6 +47,9 @@ pytestmark = [
     pytest.mark.worker,
     pytest.mark.fidelity,
     pytest.mark.django_db(transaction=True),
+    # The fixture builds the arithmetic policy when it is not cached (~10 min on one idle core,
+    # 15 on a loaded one), then the loop runs (~4 min): the default 900 s cut a build short.
+    pytest.mark.timeout(2400),
 ]
 
 N_TRAIN = 120
