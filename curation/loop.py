@@ -129,10 +129,11 @@ def freeze(
     cfg: LoopConfig, *, kind: str, round_: Round, approve: Approve, say: Say, name: str = ""
 ) -> DatasetVersion:
     candidates = round_.trajectories.candidates("d_seed" if kind == DatasetKind.SEED else "d_start")
+    proposed = candidates.count()
     funnel = ", ".join(f"{s['step']}: {s['count']}" for s in round_.selection.get("funnel", []))
-    if not candidates.exists():
+    if not proposed:
         raise LoopError(f"round {round_.name} proposed no candidates ({funnel})")
-    say(f"{round_.name} proposed {candidates.count()} candidates ({funnel})")
+    say(f"{round_.name} proposed {proposed} candidates ({funnel})")
     approve(round_, kind)
     dataset, _ = Dataset.objects.get_or_create(
         name=name or f"{cfg.name}-{kind}", defaults={"kind": kind}
